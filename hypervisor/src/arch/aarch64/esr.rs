@@ -1,0 +1,1 @@
+//! ESR_EL2 decoding: exception class and ISS fields.

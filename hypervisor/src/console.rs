@@ -1,0 +1,1 @@
+//! The hypervisor console: a `log` backend with counter timestamps.

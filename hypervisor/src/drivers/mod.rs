@@ -1,0 +1,3 @@
+//! Drivers for hardware the hypervisor owns.
+
+pub mod pl011;

@@ -1,0 +1,1 @@
+//! PL011 UART driver.

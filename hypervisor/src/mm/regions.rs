@@ -1,0 +1,1 @@
+//! Region arithmetic over physical memory.

@@ -1,0 +1,1 @@
+//! Guest stage-2 translation.

@@ -1,0 +1,1 @@
+//! The host device tree read once into a validated `Platform`.
