@@ -4,6 +4,7 @@
 pub mod addr;
 pub mod attrs;
 pub mod frame;
+pub mod heap;
 pub mod pgtable;
 pub mod regions;
 pub mod stage2;
