@@ -11,7 +11,13 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod backtrace;
+pub mod cmdline;
 pub mod console;
+pub mod devices;
 pub mod drivers;
+#[cfg(target_os = "none")]
+pub mod layout;
 pub mod mm;
 pub mod platform;
+pub mod vm;

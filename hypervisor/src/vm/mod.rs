@@ -1,0 +1,1 @@
+//! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
