@@ -1,1 +1,4 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
+
+pub mod inject;
+pub mod vcpu;
