@@ -7,6 +7,8 @@
 //! | `log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
 //! | `selftest` | `panic`, `undef`, `data-abort`, `stack-overflow` (deliberate faults that check the crash reports) | none |
 
+use log::LevelFilter;
+
 /// A deliberate fault, to check that crash reports work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelfTest {
@@ -18,49 +20,6 @@ pub enum SelfTest {
     DataAbort,
     /// Unbounded recursion into the main stack's guard page.
     StackOverflow,
-}
-
-/// Log verbosity, in `log` crate order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Nothing.
-    Off,
-    /// Errors only.
-    Error,
-    /// Warnings and errors.
-    Warn,
-    /// The normal boot report.
-    Info,
-    /// Decisions and exits.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "off" => Self::Off,
-            "error" => Self::Error,
-            "warn" => Self::Warn,
-            "info" => Self::Info,
-            "debug" => Self::Debug,
-            "trace" => Self::Trace,
-            _ => return None,
-        })
-    }
-
-    /// The matching `log` filter.
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            Self::Off => log::LevelFilter::Off,
-            Self::Error => log::LevelFilter::Error,
-            Self::Warn => log::LevelFilter::Warn,
-            Self::Info => log::LevelFilter::Info,
-            Self::Debug => log::LevelFilter::Debug,
-            Self::Trace => log::LevelFilter::Trace,
-        }
-    }
 }
 
 /// Most warnings kept; later ones are counted but not stored.
@@ -99,7 +58,7 @@ impl core::fmt::Display for Warning<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options<'a> {
     /// `log=`.
-    pub log_level: LogLevel,
+    pub log_level: LevelFilter,
     /// `selftest=`.
     pub selftest: Option<SelfTest>,
     warnings: [Option<Warning<'a>>; MAX_WARNINGS],
@@ -109,7 +68,7 @@ pub struct Options<'a> {
 impl Default for Options<'_> {
     fn default() -> Self {
         Self {
-            log_level: LogLevel::Info,
+            log_level: crate::console::DEFAULT_LEVEL,
             selftest: None,
             warnings: [None; MAX_WARNINGS],
             warning_count: 0,
@@ -125,7 +84,7 @@ impl<'a> Options<'a> {
         for token in line.split_ascii_whitespace() {
             let (key, value) = token.split_once('=').unwrap_or((token, ""));
             match key {
-                "log" => match LogLevel::parse(value) {
+                "log" => match crate::console::parse_level(value) {
                     Some(level) => opts.log_level = level,
                     None => opts.warn(Warning::BadValue {
                         key,
@@ -181,7 +140,7 @@ mod tests {
     #[test]
     fn defaults_for_an_empty_line() {
         let o = Options::parse("");
-        assert_eq!(o.log_level, LogLevel::Info);
+        assert_eq!(o.log_level, LevelFilter::Info);
         assert_eq!(o.selftest, None);
         assert_eq!(o.warning_count(), 0);
     }
@@ -189,15 +148,14 @@ mod tests {
     #[test]
     fn parses_known_options() {
         let o = Options::parse("  log=debug\tselftest=stack-overflow ");
-        assert_eq!(o.log_level, LogLevel::Debug);
+        assert_eq!(o.log_level, LevelFilter::Debug);
         assert_eq!(o.selftest, Some(SelfTest::StackOverflow));
-        assert_eq!(o.log_level.filter(), log::LevelFilter::Debug);
     }
 
     #[test]
     fn bad_values_keep_the_default_and_warn() {
         let o = Options::parse("log=loud selftest=explode bogus console=ttyAMA0");
-        assert_eq!(o.log_level, LogLevel::Info);
+        assert_eq!(o.log_level, LevelFilter::Info);
         assert_eq!(o.selftest, None);
         let w: Vec<_> = o.warnings().copied().collect();
         assert_eq!(w.len(), 4);
@@ -223,6 +181,9 @@ mod tests {
 
     #[test]
     fn later_options_override_earlier() {
-        assert_eq!(Options::parse("log=trace log=warn").log_level, LogLevel::Warn);
+        assert_eq!(
+            Options::parse("log=trace log=warn").log_level,
+            LevelFilter::Warn
+        );
     }
 }

@@ -17,7 +17,11 @@ pub mod console;
 pub mod devices;
 pub mod drivers;
 #[cfg(target_os = "none")]
+pub mod fatal;
+#[cfg(target_os = "none")]
 pub mod layout;
 pub mod mm;
 pub mod platform;
+#[cfg(target_os = "none")]
+pub mod selftest;
 pub mod vm;

@@ -1,4 +1,8 @@
-//! The hypervisor binary.
+//! The hypervisor binary: the boot sequence, as numbered steps.
+//!
+//! Everything the hypervisor knows about the machine comes from the device
+//! tree whose address the loader passes in x0; it is read once into a
+//! [`Platform`](hypervisor::platform::Platform) and nothing re-reads it.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -12,50 +16,224 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod el2 {
+    extern crate alloc;
+
     use core::fmt::Write;
-    use hypervisor::arch::aarch64::{firmware, trap::TrapFrame};
+
+    use hypervisor::arch::aarch64::cpu::CpuFeatures;
+    use hypervisor::arch::aarch64::firmware::{self, PsciConduit};
+    use hypervisor::arch::aarch64::sysreg;
+    use hypervisor::cmdline::Options;
+    use hypervisor::drivers::pl011::Pl011;
+    use hypervisor::fatal::{self, EXIT_BOOT, EXIT_PLATFORM};
+    use hypervisor::mm::addr::PhysAddr;
+    use hypervisor::mm::frame::FrameAllocator;
     use hypervisor::mm::heap::LockedHeap;
+    use hypervisor::platform::{self, Platform, PsciMethod, UartKind};
+    use hypervisor::{console, layout, selftest};
 
     #[global_allocator]
     static HEAP: LockedHeap = LockedHeap::empty();
 
-    struct Raw;
-    impl Write for Raw {
+    /// Heap size: enough for the VM's bookkeeping; page tables and guest
+    /// memory come from the frame allocator, not the heap.
+    const HEAP_SIZE: u64 = 8 << 20;
+
+    /// Largest device tree accepted: a larger header size is corrupt.
+    const MAX_DTB_SIZE: usize = 2 << 20;
+
+    /// Output before the global console exists: straight to the UART, or
+    /// through semihosting when there is none. Takes no locks, so it is safe
+    /// with the MMU off.
+    struct EarlyConsole(Option<Pl011>);
+
+    impl Write for EarlyConsole {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            for b in s.bytes() {
-                // SAFETY: temporary smoke test.
-                unsafe { core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b)) };
+            match &mut self.0 {
+                Some(uart) => uart.write_str(s),
+                None => {
+                    // Semihosting takes NUL-terminated strings: send in chunks.
+                    let mut buf = [0u8; 128];
+                    for chunk in s.as_bytes().chunks(buf.len() - 1) {
+                        buf[..chunk.len()].copy_from_slice(chunk);
+                        buf[chunk.len()] = 0;
+                        firmware::semihosting_write0(&buf[..=chunk.len()]);
+                    }
+                    Ok(())
+                }
             }
-            Ok(())
         }
     }
 
+    /// Entered from the boot assembly at EL2 with the MMU off.
     #[no_mangle]
-    extern "C" fn rust_entry(dtb: usize, load: usize) -> ! {
-        let _ = writeln!(Raw, "hello from EL2 dtb={dtb:#x} loaded at {load:#x}");
-        firmware::set_psci_conduit(firmware::PsciConduit::Smc);
-        firmware::stop(Ok(()))
+    extern "C" fn rust_entry(dtb: u64, load: u64) -> ! {
+        fatal::set_load_address(load);
+        let mut early = EarlyConsole(None);
+        match boot(dtb, load, &mut early) {
+            Ok(()) => {
+                log::info!("stopping: system off");
+                firmware::stop(Ok(()))
+            }
+            Err(code) => {
+                let _ = writeln!(early, "stopping: boot failed (status {code})");
+                firmware::stop(Err(code))
+            }
+        }
     }
 
-    #[no_mangle]
-    extern "C" fn rust_wrong_el(dtb: usize, load: usize, el: u64) -> ! {
-        let _ = writeln!(Raw, "wrong EL{el} dtb={dtb:#x} loaded at {load:#x}");
-        firmware::stop(Err(1))
+    /// The device tree blob at `pa`, bounded by its header's size.
+    fn device_tree(pa: u64) -> Result<&'static [u8], &'static str> {
+        if pa == 0 || pa % 8 != 0 {
+            return Err("x0 does not hold a device tree address (it must be 8-byte aligned)");
+        }
+        // SAFETY: the boot protocol puts the DT at x0; 40 bytes of header are
+        // read first, and the whole blob only once its size is checked.
+        let header = unsafe { core::slice::from_raw_parts(pa as *const u8, 40) };
+        let size = platform::fdt_total_size(header)
+            .map_err(|_| "no valid device tree header at the address in x0")?;
+        if size > MAX_DTB_SIZE {
+            return Err("the device tree header claims more than 2 MiB");
+        }
+        // SAFETY: the loader placed `size` bytes of DT at `pa`; the range is
+        // carved out of usable memory below, so nothing overwrites it.
+        Ok(unsafe { core::slice::from_raw_parts(pa as *const u8, size) })
     }
 
-    #[no_mangle]
-    extern "C" fn el2_trap(frame: &mut TrapFrame, kind: u64) {
-        let _ = writeln!(
-            Raw,
-            "trap kind={kind} esr={:#x} elr={:#x}",
-            frame.esr, frame.elr
+    fn boot(dtb_pa: u64, load: u64, early: &mut EarlyConsole) -> Result<(), u32> {
+        // 1. What the CPU offers.
+        let cpu = CpuFeatures::decode(&sysreg::id_registers());
+
+        // 2. The device tree, read once into a validated Platform.
+        let blob = device_tree(dtb_pa).map_err(|e| {
+            let _ = writeln!(early, "error: device tree at {dtb_pa:#x}: {e}");
+            EXIT_PLATFORM
+        })?;
+        let mut platform = Platform::from_fdt(blob).map_err(|e| {
+            let _ = writeln!(early, "error: device tree at {dtb_pa:#x}: {e}");
+            EXIT_PLATFORM
+        })?;
+        platform.locate_dtb(PhysAddr::new(dtb_pa)).map_err(|e| {
+            let _ = writeln!(early, "error: device tree at {dtb_pa:#x}: {e}");
+            EXIT_PLATFORM
+        })?;
+
+        // 3. The console UART the DT names.
+        if let Some(uart) = platform.uart {
+            match uart.kind {
+                UartKind::Pl011 => {
+                    // SAFETY: the DT describes a PL011 at this address and
+                    // nothing else in the hypervisor drives it.
+                    let mut pl011 = unsafe { Pl011::new(uart.regs.start().raw() as *mut u8) };
+                    pl011.init();
+                    early.0 = Some(pl011);
+                }
+                UartKind::Other(compatible) => {
+                    let _ = writeln!(
+                        early,
+                        "warning: console {} is '{compatible}', which has no driver; using semihosting",
+                        uart.node
+                    );
+                }
+            }
+        }
+
+        // 4. The command line.
+        let options = Options::parse(platform.chosen.bootargs.unwrap_or(""));
+
+        // 5. Firmware calls. HVC from EL2 would trap to the hypervisor itself.
+        let conduit = match platform.psci {
+            Some(PsciMethod::Smc) => PsciConduit::Smc,
+            Some(PsciMethod::Hvc) => {
+                let _ = writeln!(
+                    early,
+                    "warning: PSCI method is hvc, which cannot reach firmware from EL2; power-off falls back to semihosting"
+                );
+                PsciConduit::None
+            }
+            None => PsciConduit::None,
+        };
+        firmware::set_psci_conduit(conduit);
+
+        // 6. Physical memory: RAM minus the image, the DT, the initrd and
+        //    firmware reservations, each overlap refused by name.
+        let image = layout::image_layout();
+        let usable = platform.usable_memory(image.image).map_err(|e| {
+            let _ = writeln!(early, "error: memory map: {e}");
+            EXIT_PLATFORM
+        })?;
+        let mut frames = FrameAllocator::new(&usable).map_err(|e| {
+            let _ = writeln!(early, "error: memory map: {e}");
+            EXIT_PLATFORM
+        })?;
+
+        // 7. The heap.
+        let heap = frames.alloc(HEAP_SIZE, 4096).map_err(|e| {
+            let _ = writeln!(early, "error: no memory for the heap: {e}");
+            EXIT_BOOT
+        })?;
+        // SAFETY: the frame allocator handed out this range for good; RAM is
+        // accessible (identity, MMU off).
+        unsafe { HEAP.init(heap.start().raw() as usize, heap.size() as usize) };
+
+        // 8. The console and the log.
+        if let Some(uart) = early.0.take() {
+            console::set_uart(uart);
+        }
+        let _ = console::init_logger(options.log_level, Some(sysreg::counter));
+
+        // 9. The boot report.
+        log::info!(
+            "hypervisor {} at EL{}, loaded at {load:#x} ({} KiB)",
+            env!("CARGO_PKG_VERSION"),
+            sysreg::current_el(),
+            image.image.size() >> 10
         );
-        firmware::stop(Err(3))
+        log::info!("cpu: {cpu}");
+        for line in alloc::format!("{platform}").lines() {
+            log::info!("platform: {line}");
+        }
+        log::info!(
+            "memory: {} MiB usable in {} ranges, heap {} MiB at {}",
+            frames.free_bytes() >> 20,
+            usable.as_slice().len(),
+            heap.size() >> 20,
+            heap.start()
+        );
+        for w in options.warnings() {
+            log::warn!("command line: {w}");
+        }
+
+        if let Some(test) = options.selftest {
+            selftest::run(test);
+        }
+        Ok(())
+    }
+
+    /// Entered from the boot assembly at EL1 or EL3: say how to start at EL2.
+    #[no_mangle]
+    extern "C" fn rust_wrong_el(dtb: u64, load: u64, el: u64) -> ! {
+        fatal::set_load_address(load);
+        let mut early = EarlyConsole(None);
+        if let Ok(blob) = device_tree(dtb) {
+            if let Ok(p) = Platform::from_fdt(blob) {
+                if let Some(uart) = p.uart.filter(|u| u.kind == UartKind::Pl011) {
+                    // SAFETY: the DT describes a PL011 here; nothing else runs.
+                    early.0 = Some(unsafe { Pl011::new(uart.regs.start().raw() as *mut u8) });
+                }
+            }
+        }
+        let _ = writeln!(
+            early,
+            "error: the hypervisor was started at EL{el}, but it must be started at EL2.\n\
+             On QEMU, use -M virt,virtualization=on; with U-Boot or other firmware,\n\
+             boot it from EL2 (not from EL1 under another hypervisor, nor from EL3)."
+        );
+        firmware::stop(Err(EXIT_BOOT))
     }
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        let _ = writeln!(Raw, "panicked at {info}");
-        firmware::stop(Err(2))
+        fatal::report_panic(info)
     }
 }

@@ -137,6 +137,16 @@ primary_entry:
     b       el2_trap_common
     .endm
 
+    // An exception from the guest: TPIDR_EL2 holds its VcpuContext. Only x0
+    // and x1 can be spilled before the context is known, to the exception stack.
+    .macro  guest_exit_entry kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el2
+    mov     x1, #\kind
+    b       guest_exit
+    .endm
+
     .section .text.vectors, "ax"
     .balign 2048
     .global el2_vectors
@@ -149,14 +159,14 @@ el2_vectors:
     vector_entry 5      //                     IRQ
     vector_entry 6      //                     FIQ
     vector_entry 7      //                     SError
-    vector_entry 8      // lower EL, AArch64:  synchronous
-    vector_entry 9      //                     IRQ
-    vector_entry 10     //                     FIQ
-    vector_entry 11     //                     SError
-    vector_entry 12     // lower EL, AArch32:  synchronous
-    vector_entry 13     //                     IRQ
-    vector_entry 14     //                     FIQ
-    vector_entry 15     //                     SError
+    guest_exit_entry 8  // lower EL, AArch64:  synchronous
+    guest_exit_entry 9  //                     IRQ
+    guest_exit_entry 10 //                     FIQ
+    guest_exit_entry 11 //                     SError
+    guest_exit_entry 12 // lower EL, AArch32:  synchronous
+    guest_exit_entry 13 //                     IRQ
+    guest_exit_entry 14 //                     FIQ
+    guest_exit_entry 15 //                     SError
 
 el2_trap_common:
     stp     x2, x3, [sp, #16]

@@ -13,4 +13,6 @@ mod entry;
 #[cfg(target_os = "none")]
 pub mod firmware;
 #[cfg(target_os = "none")]
+pub mod guest;
+#[cfg(target_os = "none")]
 pub mod sysreg;
