@@ -395,11 +395,7 @@ need_tools() {
 # build_all: release builds of both crates, then the flat images in out/.
 build_all() {
     local objcopy
-    (
-        cd "$HV_ROOT"
-        cargo hv
-        cargo guest
-    ) || return 1
+    (cd "$HV_ROOT" && cargo hv && cargo guest) || return 1
     objcopy=$(llvm_tool llvm-objcopy) || {
         note "error: llvm-objcopy not found; run: rustup component add llvm-tools"
         return 1
@@ -423,7 +419,7 @@ _addr2line_cmd() {
         return
     }
     for t in llvm-addr2line aarch64-linux-gnu-addr2line; do
-        command -v "$t" >/dev/null 2>&1 && {
+        _have "$t" && {
             command -v "$t"
             return
         }
