@@ -27,7 +27,7 @@ pub fn walk(
 ) {
     for _ in 0..MAX_FRAMES {
         let inside = fp >= stack_lo && fp.checked_add(16).is_some_and(|end| end <= stack_hi);
-        if fp == 0 || fp % 16 != 0 || !inside {
+        if fp == 0 || !fp.is_multiple_of(16) || !inside {
             return;
         }
         let next = read(fp);
@@ -87,7 +87,7 @@ mod tests {
         let escapes = stack(&[(0x1100, 0x1ff8, 0xa)]);
         assert_eq!(collect(0x1100, &escapes), vec![0xa]);
         assert!(collect(0x0ff0, &escapes).is_empty());
-        assert!(collect(u64::MAX & !15, &escapes).is_empty());
+        assert!(collect(!15u64, &escapes).is_empty());
     }
 
     #[test]

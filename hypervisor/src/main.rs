@@ -84,7 +84,7 @@ mod el2 {
 
     /// The device tree blob at `pa`, bounded by its header's size.
     fn device_tree(pa: u64) -> Result<&'static [u8], &'static str> {
-        if pa == 0 || pa % 8 != 0 {
+        if pa == 0 || !pa.is_multiple_of(8) {
             return Err("x0 does not hold a device tree address (it must be 8-byte aligned)");
         }
         // SAFETY: the boot protocol puts the DT at x0; 40 bytes of header are

@@ -1,4 +1,6 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
+pub mod fdt_writer;
+pub mod guest_dt;
 pub mod inject;
 pub mod vcpu;

@@ -20,7 +20,7 @@ pub struct TrapFrame {
 
 /// Bytes the vectors reserve for a [`TrapFrame`] on the exception stack.
 pub const TRAP_FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(TRAP_FRAME_SIZE == 288 && TRAP_FRAME_SIZE % 16 == 0);
+const _: () = assert!(TRAP_FRAME_SIZE == 288 && TRAP_FRAME_SIZE.is_multiple_of(16));
 
 /// Which of the sixteen vectors an exception came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
