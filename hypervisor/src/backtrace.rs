@@ -64,7 +64,10 @@ mod tests {
             0x1000,
             0x2000,
             |a| {
-                assert!((0x1000..0x2000).contains(&a), "read outside the stack: {a:#x}");
+                assert!(
+                    (0x1000..0x2000).contains(&a),
+                    "read outside the stack: {a:#x}"
+                );
                 *m.get(&a).unwrap_or(&0)
             },
             |f| out.push(f.pc),
@@ -74,7 +77,11 @@ mod tests {
 
     #[test]
     fn follows_a_chain_to_its_end() {
-        let m = stack(&[(0x1100, 0x1200, 0xa), (0x1200, 0x1300, 0xb), (0x1300, 0, 0xc)]);
+        let m = stack(&[
+            (0x1100, 0x1200, 0xa),
+            (0x1200, 0x1300, 0xb),
+            (0x1300, 0, 0xc),
+        ]);
         assert_eq!(collect(0x1100, &m), vec![0xa, 0xb, 0xc]);
     }
 

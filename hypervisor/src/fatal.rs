@@ -52,7 +52,10 @@ pub fn print_backtrace(fp: u64) {
     let l = layout::image_layout();
     let base = load_address();
     let stacks = [l.main_stack, l.exception_stack];
-    let Some(stack) = stacks.iter().find(|s| s.contains(crate::mm::addr::PhysAddr::new(fp))) else {
+    let Some(stack) = stacks
+        .iter()
+        .find(|s| s.contains(crate::mm::addr::PhysAddr::new(fp)))
+    else {
         eprint!("  (no backtrace: frame pointer {fp:#x} is not on a hypervisor stack)\n");
         return;
     };
@@ -67,7 +70,10 @@ pub fn print_backtrace(fp: u64) {
         |frame| {
             // The return address follows the call: name the call itself.
             let call = frame.pc.wrapping_sub(4);
-            eprint!("  bt #{n} pc={call:#x} off={:#x}\n", call.wrapping_sub(base));
+            eprint!(
+                "  bt #{n} pc={call:#x} off={:#x}\n",
+                call.wrapping_sub(base)
+            );
             n += 1;
         },
     );
@@ -121,7 +127,13 @@ fn report_exception(frame: &TrapFrame, kind: VectorKind) {
         if row == 7 {
             eprint!(
                 "  x{:<2}={:#018x} x{:<2}={:#018x} x{:<2}={:#018x} sp ={:#018x}\n",
-                r, line[0], r + 1, line[1], r + 2, line[2], frame.sp_el0
+                r,
+                line[0],
+                r + 1,
+                line[1],
+                r + 2,
+                line[2],
+                frame.sp_el0
             );
         } else {
             eprint!(

@@ -126,12 +126,20 @@ pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, Inje
             status,
             s1ptw,
         } => {
-            let class = if from_lower { ec::DABT_LOWER } else { ec::DABT_CURRENT };
+            let class = if from_lower {
+                ec::DABT_LOWER
+            } else {
+                ec::DABT_CURRENT
+            };
             let iss = (status & 0x3f) | (u64::from(write) << 6) | (u64::from(s1ptw) << 7);
             ((class << 26) | ESR_IL | iss, Some(far))
         }
         Injection::InstructionAbort { far, status } => {
-            let class = if from_lower { ec::IABT_LOWER } else { ec::IABT_CURRENT };
+            let class = if from_lower {
+                ec::IABT_LOWER
+            } else {
+                ec::IABT_CURRENT
+            };
             ((class << 26) | ESR_IL | (status & 0x3f), Some(far))
         }
         Injection::Undefined => ((ec::UNKNOWN << 26) | ESR_IL, None),
