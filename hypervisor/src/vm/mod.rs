@@ -1,1 +1,3 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
+
+pub mod psci;
