@@ -1,3 +1,4 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
+pub mod hypercall;
 pub mod psci;
