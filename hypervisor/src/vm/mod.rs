@@ -1,4 +1,5 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
 pub mod hypercall;
+pub mod mmio;
 pub mod psci;
