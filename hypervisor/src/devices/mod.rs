@@ -1,1 +1,3 @@
 //! Devices emulated for guests.
+
+pub mod vpl011;

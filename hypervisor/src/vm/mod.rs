@@ -2,5 +2,9 @@
 
 pub mod fdt_writer;
 pub mod guest_dt;
+pub mod hypercall;
+pub mod image;
 pub mod inject;
+pub mod mmio;
+pub mod psci;
 pub mod vcpu;
