@@ -26,14 +26,22 @@ mod el2 {
     use hypervisor::cmdline::Options;
     use hypervisor::drivers::pl011::Pl011;
     use hypervisor::fatal::{self, EXIT_BOOT, EXIT_PLATFORM};
-    use hypervisor::mm::addr::PhysAddr;
+    use hypervisor::arch::aarch64::tlb::{dcache_range, CacheOp, El2Tlb};
+    use hypervisor::mm::addr::{PhysAddr, PAGE_SIZE};
     use hypervisor::mm::frame::FrameAllocator;
     use hypervisor::mm::heap::LockedHeap;
+    use hypervisor::mm::hyp_map::{self, Region, Use};
+    use hypervisor::mm::pgtable::el2::{El2PageTable, El2Tlb as El2TlbAdapter};
+    use hypervisor::mm::pgtable::pool::{IdentityMap, TablePool};
+    use hypervisor::mm::regions::RegionList;
     use hypervisor::platform::{self, Platform, PsciMethod, UartKind};
     use hypervisor::{console, layout, selftest};
 
     #[global_allocator]
     static HEAP: LockedHeap = LockedHeap::empty();
+
+    /// The hypervisor's own map, kept for later device mappings.
+    static HYP_MAP: spin::Mutex<Option<El2PageTable<IdentityMap>>> = spin::Mutex::new(None);
 
     /// Heap size: enough for the VM's bookkeeping; page tables and guest
     /// memory come from the frame allocator, not the heap.
@@ -167,22 +175,29 @@ mod el2 {
             EXIT_PLATFORM
         })?;
 
-        // 7. The heap.
+        // 7. The hypervisor's own map; MMU and caches on.
+        let hyp_map = enable_mmu(&cpu, &platform, &image, &usable, &mut frames).map_err(|e| {
+            let _ = writeln!(early, "error: EL2 map: {e}");
+            EXIT_BOOT
+        })?;
+
+        // 8. The heap, in RAM the map made cacheable.
         let heap = frames.alloc(HEAP_SIZE, 4096).map_err(|e| {
             let _ = writeln!(early, "error: no memory for the heap: {e}");
             EXIT_BOOT
         })?;
-        // SAFETY: the frame allocator handed out this range for good; RAM is
-        // accessible (identity, MMU off).
+        // SAFETY: the frame allocator handed out this range for good, and the
+        // EL2 map covers it read-write.
         unsafe { HEAP.init(heap.start().raw() as usize, heap.size() as usize) };
+        *HYP_MAP.lock() = Some(hyp_map);
 
-        // 8. The console and the log.
+        // 9. The console and the log.
         if let Some(uart) = early.0.take() {
             console::set_uart(uart);
         }
         let _ = console::init_logger(options.log_level, Some(sysreg::counter));
 
-        // 9. The boot report.
+        // 10. The boot report.
         log::info!(
             "hypervisor {} at EL{}, loaded at {load:#x} ({} KiB)",
             env!("CARGO_PKG_VERSION"),
@@ -200,6 +215,12 @@ mod el2 {
             heap.size() >> 20,
             heap.start()
         );
+        if let Some(map) = HYP_MAP.lock().as_ref() {
+            log::info!(
+                "EL2 map: {} table pages; text RX, rodata RO, data/stacks RW XN, guard pages unmapped",
+                map.table_pages()
+            );
+        }
         for w in options.warnings() {
             log::warn!("command line: {w}");
         }
@@ -208,6 +229,83 @@ mod el2 {
             selftest::run(test);
         }
         Ok(())
+    }
+
+    /// Table pages for the hypervisor's own map: RAM and devices take a few
+    /// dozen at most; the rest is headroom for later device mappings.
+    const HYP_MAP_POOL_PAGES: u64 = 128;
+
+    /// Builds the identity map of everything the hypervisor uses, then turns
+    /// on the MMU and caches.
+    fn enable_mmu(
+        cpu: &CpuFeatures,
+        platform: &Platform<'_>,
+        image: &layout::ImageLayout,
+        usable: &RegionList,
+        frames: &mut FrameAllocator,
+    ) -> Result<El2PageTable<IdentityMap>, alloc::string::String> {
+        use alloc::string::ToString;
+        let pool_range = frames
+            .alloc(HYP_MAP_POOL_PAGES * PAGE_SIZE, PAGE_SIZE)
+            .map_err(|e| e.to_string())?;
+        // SAFETY: the range is fresh from the frame allocator, used only by
+        // this pool, and accessible at its physical address (MMU off).
+        let pool = TablePool::new(pool_range, IdentityMap).map_err(|e| e.to_string())?;
+        let config = hyp_map::table_config(u32::from(cpu.pa_bits)).map_err(|e| alloc_fmt(e))?;
+        let mut table = El2PageTable::new(config, pool).map_err(|e| e.to_string())?;
+
+        let region = |name, range, usage| Region { name, range, usage };
+        let fixed = [
+            region("text", image.text, Use::Code),
+            region("rodata", image.rodata, Use::ReadOnly),
+            region("data", image.data, Use::ReadWrite),
+            region("main stack", image.main_stack, Use::ReadWrite),
+            region("exception stack", image.exception_stack, Use::ReadWrite),
+        ];
+        let blobs = [
+            platform.dtb.map(|r| region("device tree", r, Use::ReadOnly)),
+            platform.chosen.initrd.map(|r| region("initrd", r, Use::ReadOnly)),
+        ];
+        let ram = usable.iter().map(|r| region("RAM", *r, Use::ReadWrite));
+        let uart = platform.uart.map(|u| region("UART", u.regs, Use::Device));
+        let gic = core::iter::once(platform.gic.distributor)
+            .chain(platform.gic.redistributors.iter().copied())
+            .chain(platform.gic.cpu_interface)
+            .map(|r| region("GIC", r, Use::Device));
+        let ecam = platform.pcie.iter().map(|b| region("PCIe ECAM", b.ecam, Use::Device));
+        let all = fixed
+            .into_iter()
+            .chain(blobs.into_iter().flatten())
+            .chain(ram)
+            .chain(uart)
+            .chain(gic)
+            .chain(ecam);
+        let mut tlb = El2TlbAdapter(&mut El2Tlb);
+        hyp_map::build(&mut table, all, &mut tlb).map_err(|e| e.to_string())?;
+
+        // Memory written with the caches off (the image's relocated data and
+        // bss, the stacks, the tables) must not be hidden by stale lines.
+        let line = cpu.dcache_line();
+        for r in [image.image, pool_range] {
+            // SAFETY: everything here was written with caches off, so memory
+            // holds the only copy that matters; stale clean lines are dropped.
+            unsafe { dcache_range(CacheOp::Invalidate, r.start().raw(), r.size(), line) };
+        }
+        // SAFETY: the table identity-maps the image (code, data, both stacks)
+        // and all RAM in use, so execution continues at the same addresses.
+        unsafe {
+            sysreg::enable_el2_mmu(
+                hyp_map::MAIR_EL2,
+                hyp_map::tcr_el2(cpu.ps_field()),
+                table.root().raw(),
+                hyp_map::sctlr_el2(),
+            )
+        };
+        Ok(table)
+    }
+
+    fn alloc_fmt(e: impl core::fmt::Debug) -> alloc::string::String {
+        alloc::format!("{e:?}")
     }
 
     /// Entered from the boot assembly at EL1 or EL3: say how to start at EL2.

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod attrs;
 pub mod frame;
 pub mod heap;
+pub mod hyp_map;
 pub mod pgtable;
 pub mod regions;
 pub mod stage2;

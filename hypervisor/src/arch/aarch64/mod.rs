@@ -16,3 +16,5 @@ pub mod firmware;
 pub mod guest;
 #[cfg(target_os = "none")]
 pub mod sysreg;
+#[cfg(target_os = "none")]
+pub mod tlb;

@@ -77,27 +77,3 @@ pub unsafe fn enable_el2_mmu(mair: u64, tcr: u64, ttbr0: u64, sctlr: u64) {
         )
     };
 }
-
-/// Invalidates the data cache by virtual address to the point of coherency
-/// over `[start, start + len)`, in lines of `line` bytes. Used before the MMU
-/// and caches come on, on memory written with caches off, so that no stale
-/// line from before the hypervisor started can hide what is in memory.
-///
-/// # Safety
-///
-/// The range must hold no dirty data the caller needs (it is discarded).
-pub unsafe fn dcache_invalidate_range(start: u64, len: u64, line: u64) {
-    let end = start.saturating_add(len);
-    let mut addr = start & !(line - 1);
-    while addr < end {
-        // SAFETY: DC IVAC on a mapped or MMU-off address only drops cache
-        // lines; the caller guarantees none of them holds needed dirty data.
-        unsafe { asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags)) };
-        addr = match addr.checked_add(line) {
-            Some(a) => a,
-            None => break,
-        };
-    }
-    // SAFETY: barriers only order the maintenance above.
-    unsafe { asm!("dsb sy", "isb", options(nostack, preserves_flags)) };
-}

@@ -1,0 +1,92 @@
+//! TLB and cache maintenance: the instructions behind the table engine's
+//! maintenance traits, and data-cache maintenance by address range.
+
+use core::arch::asm;
+
+use crate::mm::addr::{Ipa, VirtAddr};
+use crate::mm::pgtable::el2::El2TlbMaint;
+use crate::mm::stage2::Stage2TlbMaint;
+
+/// TLB maintenance for the hypervisor's own EL2 map.
+pub struct El2Tlb;
+
+impl El2TlbMaint for El2Tlb {
+    fn invalidate_va(&mut self, va: VirtAddr, _level: usize) {
+        // SAFETY: TLB invalidation by VA only drops cached translations.
+        unsafe {
+            asm!("dsb ishst", "tlbi vae2is, {}", in(reg) va.raw() >> 12,
+                options(nostack, preserves_flags))
+        };
+    }
+
+    fn sync(&mut self) {
+        // SAFETY: barriers only order and complete earlier maintenance.
+        unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+    }
+}
+
+/// TLB maintenance for a guest's stage 2. The VM's VTTBR_EL2 must be loaded
+/// (the TLBIs act on its VMID).
+pub struct Stage2Tlb;
+
+impl Stage2TlbMaint for Stage2Tlb {
+    fn invalidate_ipa(&mut self, ipa: Ipa, _level: usize) {
+        // SAFETY: TLB invalidation by IPA only drops cached translations.
+        unsafe {
+            asm!("dsb ishst", "tlbi ipas2e1is, {}", in(reg) ipa.raw() >> 12,
+                options(nostack, preserves_flags))
+        };
+    }
+
+    fn invalidate_all_stage1_for_vmid(&mut self) {
+        // SAFETY: as above, for all stage-1 entries of the current VMID.
+        unsafe { asm!("dsb ish", "tlbi vmalle1is", options(nostack, preserves_flags)) };
+    }
+
+    fn sync(&mut self) {
+        // SAFETY: barriers only order and complete earlier maintenance.
+        unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+    }
+}
+
+/// Which data-cache operation to apply by address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOp {
+    /// `DC CIVAC`: clean and invalidate to the point of coherency.
+    CleanInvalidate,
+    /// `DC IVAC`: invalidate to the point of coherency (discards dirty data).
+    Invalidate,
+}
+
+/// Applies `op` to every data-cache line overlapping `[start, start + len)`,
+/// in lines of `line` bytes, then waits for completion. A range reaching the
+/// top of the address space stops there instead of wrapping.
+///
+/// # Safety
+///
+/// The range must be mapped (or the MMU off). With [`CacheOp::Invalidate`],
+/// any dirty data in the range is lost: the caller must know there is none
+/// it needs.
+pub unsafe fn dcache_range(op: CacheOp, start: u64, len: u64, line: u64) {
+    let line = line.max(4);
+    let end = start.saturating_add(len);
+    let mut addr = start & !(line - 1);
+    while addr < end {
+        match op {
+            // SAFETY: maintenance by VA on a mapped address, per the caller.
+            CacheOp::CleanInvalidate => unsafe {
+                asm!("dc civac, {}", in(reg) addr, options(nostack, preserves_flags))
+            },
+            // SAFETY: as above; the caller accepts losing dirty lines.
+            CacheOp::Invalidate => unsafe {
+                asm!("dc ivac, {}", in(reg) addr, options(nostack, preserves_flags))
+            },
+        }
+        match addr.checked_add(line) {
+            Some(next) => addr = next,
+            None => break,
+        }
+    }
+    // SAFETY: barriers only wait for the maintenance above.
+    unsafe { asm!("dsb sy", "isb", options(nostack, preserves_flags)) };
+}
