@@ -1,6 +1,11 @@
 //! Links the EL1 test guest with its own linker script as a self-relocating
-//! PIE, the same way as the hypervisor. Host builds (unit tests, clippy) get
-//! no link arguments.
+//! PIE, the same way as the hypervisor, except for `-z notext`: the
+//! precompiled `core` for this target is not position independent, and its
+//! read-only tables (panic and formatting paths the `fdt` crate reaches) hold
+//! absolute addresses. With `-z notext` the linker turns those into
+//! R_AARCH64_RELATIVE entries like all others, which the boot code applies
+//! while the MMU is off and every page is writable.
+//! Host builds (unit tests, clippy) get no link arguments.
 
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
@@ -13,7 +18,7 @@ fn main() {
             "-pie",
             "--no-dynamic-linker",
             "-z",
-            "text",
+            "notext",
             "--gc-sections",
             "-z",
             "norelro",

@@ -44,6 +44,20 @@ pub enum CmdlineError<'a> {
     UnknownTest(&'a str),
 }
 
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CmdlineError::UnknownTest(name) => {
+                write!(f, "unknown test \"{name}\"; known:")?;
+                for mode in TestMode::ALL {
+                    write!(f, " {}", mode.name())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Picks the test from the command line: the last `test=` wins, as with
 /// kernel parameters; without one the guest runs `hello`. Other words are
 /// ignored so the same command line can carry options for later tests.
@@ -78,6 +92,10 @@ mod tests {
     fn rejects_unknown_test() {
         assert_eq!(parse("test=bogus"), Err(CmdlineError::UnknownTest("bogus")));
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
+        assert_eq!(
+            format!("{}", CmdlineError::UnknownTest("x")),
+            "unknown test \"x\"; known: hello abort psci probes"
+        );
     }
 
     #[test]
