@@ -1,0 +1,245 @@
+//! The EL1 exception handler and recoverable fault probes.
+//!
+//! A probe arms a flag, runs one access (or call, or jump) that may fault,
+//! and disarms. A synchronous exception while armed is recorded (ESR, FAR,
+//! ELR) and recovered from, instead of failing the run:
+//!
+//! - skip mode (loads, stores, UNDEFINED instructions, HVC/SMC/HLT that
+//!   trap): the handler steps over the faulting instruction (ELR += 4);
+//! - jump mode (`exec_probe`): an instruction abort cannot be stepped over,
+//!   so the probe saves a recovery point, setjmp-like (callee-saved
+//!   registers, SP_EL0 and a resume address), and the handler returns there.
+//!
+//! Any other exception prints its syndrome and fails the run.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::esr::{self, Fault};
+use crate::trap::{vector_slot, TrapFrame, VectorKind};
+
+const DISARMED: u64 = 0;
+const ARMED_SKIP: u64 = 1;
+const ARMED_JUMP: u64 = 2;
+
+/// Recovery point slots: x19..x29, resume address (x30), SP_EL0.
+const JMP_SLOTS: usize = 13;
+
+/// Probe state, shared by the probes, the jump-mode assembly (by offset)
+/// and the handler. The guest runs on one CPU with interrupts masked.
+#[repr(C)]
+struct ProbeState {
+    armed: AtomicU64,
+    faulted: AtomicU64,
+    esr: AtomicU64,
+    far: AtomicU64,
+    elr: AtomicU64,
+    jmp: [AtomicU64; JMP_SLOTS],
+}
+
+static PROBE: ProbeState = ProbeState {
+    armed: AtomicU64::new(DISARMED),
+    faulted: AtomicU64::new(0),
+    esr: AtomicU64::new(0),
+    far: AtomicU64::new(0),
+    elr: AtomicU64::new(0),
+    jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
+};
+
+const OFFSET_ARMED: usize = 0;
+const OFFSET_JMP: usize = 40;
+
+fn arm(mode: u64) {
+    PROBE.faulted.store(0, Ordering::SeqCst);
+    PROBE.armed.store(mode, Ordering::SeqCst);
+}
+
+fn disarm() -> Result<(), Fault> {
+    PROBE.armed.store(DISARMED, Ordering::SeqCst);
+    if PROBE.faulted.swap(0, Ordering::SeqCst) == 0 {
+        return Ok(());
+    }
+    Err(Fault {
+        esr: PROBE.esr.load(Ordering::SeqCst),
+        far: PROBE.far.load(Ordering::SeqCst),
+        elr: PROBE.elr.load(Ordering::SeqCst),
+    })
+}
+
+/// Runs `f` with a skip-mode probe armed: if an instruction in it takes a
+/// synchronous exception, that instruction is skipped and the fault returned.
+/// `f` should be a single access or call in inline assembly: compiled code
+/// that loses one instruction may compute nonsense, which the `Err` discards.
+pub fn probe<R>(f: impl FnOnce() -> R) -> Result<R, Fault> {
+    arm(ARMED_SKIP);
+    let value = f();
+    disarm().map(|()| value)
+}
+
+/// Loads 64 bits from `addr` (one LDR).
+pub fn read_u64_probe(addr: u64) -> Result<u64, Fault> {
+    probe(|| {
+        let value: u64;
+        // SAFETY: a load from an arbitrary address; a fault is caught by the
+        // armed probe and the instruction skipped. The caller chooses an
+        // address whose read has no side effect it minds.
+        unsafe { asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) value, options(nostack)) };
+        value
+    })
+}
+
+/// Stores 64 bits to `addr` (one STR).
+pub fn write_u64_probe(addr: u64, value: u64) -> Result<(), Fault> {
+    probe(|| {
+        // SAFETY: a store to an address the caller chose to test (never
+        // memory the guest itself uses); a fault is caught and skipped.
+        unsafe { asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack)) };
+    })
+}
+
+/// Loads 32 bits from `addr + 1` with one LDR: misaligned on purpose, so it
+/// faults on Device memory and works on Normal memory (SCTLR_EL1.A = 0). A
+/// single-register load without writeback, so a stage-2 abort on it has a
+/// valid syndrome.
+pub fn read_u32_unaligned_probe(addr: u64) -> Result<u32, Fault> {
+    let target = addr.wrapping_add(1);
+    probe(|| {
+        let value: u32;
+        // SAFETY: as for `read_u64_probe`; the misalignment is the point.
+        unsafe {
+            asm!("ldr {v:w}, [{a}]", a = in(reg) target, v = out(reg) value, options(nostack))
+        };
+        value
+    })
+}
+
+/// Stores two registers to `addr` with one STP: an access that gives no
+/// instruction syndrome (ISV = 0), so a hypervisor cannot emulate it.
+pub fn stp_probe(addr: u64, first: u64, second: u64) -> Result<(), Fault> {
+    probe(|| {
+        // SAFETY: a store pair to an address the caller chose to test; a
+        // fault is caught and skipped.
+        unsafe {
+            asm!("stp {f}, {s}, [{a}]", a = in(reg) addr, f = in(reg) first, s = in(reg) second,
+                options(nostack))
+        };
+    })
+}
+
+/// Executes `udf #0`, for testing the probes themselves.
+pub fn udf_probe() -> Result<(), Fault> {
+    probe(|| {
+        // SAFETY: a permanently UNDEFINED instruction; the exception is
+        // caught and the instruction skipped.
+        unsafe { asm!("udf #0", options(nomem, nostack)) };
+    })
+}
+
+global_asm!(
+    r#"
+    .section .text.probe, "ax"
+    .global guest_exec_probe
+    // x0 = target, x1 = &PROBE. Saves a recovery point, arms jump mode and
+    // branches to the target; returns when the target returns or, after a
+    // fault, when the handler resumes at 1:.
+guest_exec_probe:
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    add     x9, x1, #{jmp}
+    stp     x19, x20, [x9, #0]
+    stp     x21, x22, [x9, #16]
+    stp     x23, x24, [x9, #32]
+    stp     x25, x26, [x9, #48]
+    stp     x27, x28, [x9, #64]
+    adr     x10, 1f
+    stp     x29, x10, [x9, #80]
+    mov     x10, sp
+    str     x10, [x9, #96]
+    mov     x10, #{jump}
+    str     x10, [x1, #{armed}]
+    blr     x0
+1:  ldp     x29, x30, [sp], #16
+    ret
+"#,
+    jmp = const OFFSET_JMP,
+    armed = const OFFSET_ARMED,
+    jump = const ARMED_JUMP,
+);
+
+extern "C" {
+    fn guest_exec_probe(target: u64, state: *const ProbeState);
+}
+
+/// Branches with link to `addr`. If fetching or running it faults (an
+/// instruction abort cannot be stepped over), the guest resumes here with
+/// the fault; if the code there returns, `Ok`.
+pub fn exec_probe(addr: u64) -> Result<(), Fault> {
+    arm(DISARMED);
+    // SAFETY: the target is code the caller wants to try, typically an
+    // address that must not be executable. guest_exec_probe follows the C
+    // ABI and, on a fault, the handler restores its callee-saved registers,
+    // stack pointer and return path from the recovery point it saved.
+    unsafe { guest_exec_probe(addr, &PROBE) };
+    disarm()
+}
+
+/// What the vectors call for every exception.
+#[no_mangle]
+extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
+    let (group, kind) = vector_slot(slot);
+    let armed = PROBE.armed.swap(DISARMED, Ordering::SeqCst);
+    let fault = Fault {
+        esr: frame.esr,
+        far: frame.far,
+        elr: frame.elr,
+    };
+    // Group 0 is EL1 on SP_EL0 (guest code); group 1 is EL1 on SP_EL1 (the
+    // failure path, which probes its firmware calls from the handler).
+    if kind == VectorKind::Synchronous && group <= 1 && armed != DISARMED {
+        let ec = fault.ec();
+        let unskippable = matches!(ec, esr::ec::IABT_CURRENT | esr::ec::PC_ALIGNMENT);
+        if armed == ARMED_JUMP && group == 0 {
+            record(&fault);
+            let jmp: [u64; JMP_SLOTS] =
+                core::array::from_fn(|i| PROBE.jmp[i].load(Ordering::SeqCst));
+            frame.x[19..31].copy_from_slice(&jmp[..12]);
+            frame.elr = jmp[11];
+            frame.sp_el0 = jmp[12];
+            return;
+        }
+        if armed == ARMED_SKIP && !unskippable {
+            record(&fault);
+            frame.elr += 4;
+            return;
+        }
+    }
+    crate::println!(
+        "GUEST unexpected {} exception (vector slot {slot}): {fault}",
+        match kind {
+            VectorKind::Synchronous => "synchronous",
+            VectorKind::Irq => "IRQ",
+            VectorKind::Fiq => "FIQ",
+            VectorKind::SError => "SError",
+        }
+    );
+    crate::println!(
+        "GUEST   SPSR={:#x} SP_EL0={:#x} x0={:#x} x1={:#x} x29={:#x} x30={:#x}",
+        frame.spsr,
+        frame.sp_el0,
+        frame.x[0],
+        frame.x[1],
+        frame.x[29],
+        frame.x[30]
+    );
+    super::firmware::fail()
+}
+
+fn record(fault: &Fault) {
+    PROBE.esr.store(fault.esr, Ordering::SeqCst);
+    PROBE.far.store(fault.far, Ordering::SeqCst);
+    PROBE.elr.store(fault.elr, Ordering::SeqCst);
+    PROBE.faulted.store(1, Ordering::SeqCst);
+}
+
+const _: () = assert!(core::mem::offset_of!(ProbeState, armed) == OFFSET_ARMED);
+const _: () = assert!(core::mem::offset_of!(ProbeState, jmp) == OFFSET_JMP);
