@@ -57,9 +57,15 @@ pub mod func {
 }
 
 /// The UID the project's hypervisor answers to [`func::HYP_CALL_UID`]:
-/// x0..x3, each a 32-bit word; read most significant byte first they spell
-/// "pthv-el2-passthr". The one place to change if the hypervisor's UID changes.
-pub const HV_UID: [u32; 4] = [0x7074_6876, 0x2d65_6c32, 0x2d70_6173, 0x7374_6872];
+/// x0..x3, each a 32-bit word holding four ASCII bytes, first byte in bits
+/// 7:0: "pthv-hypervisor1". It must equal the hypervisor's
+/// `vm::hypercall::SERVICE_UID`.
+pub const HV_UID: [u32; 4] = [
+    u32::from_le_bytes(*b"pthv"),
+    u32::from_le_bytes(*b"-hyp"),
+    u32::from_le_bytes(*b"ervi"),
+    u32::from_le_bytes(*b"sor1"),
+];
 
 /// What answered the hypervisor UID query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
