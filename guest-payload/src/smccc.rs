@@ -493,8 +493,8 @@ mod tests {
 
     #[test]
     fn hv_uid_spells_the_name() {
-        let bytes: Vec<u8> = HV_UID.iter().flat_map(|w| w.to_be_bytes()).collect();
-        assert_eq!(&bytes, b"pthv-el2-passthr");
+        let bytes: Vec<u8> = HV_UID.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(&bytes, b"pthv-hypervisor1");
     }
 
     #[test]
