@@ -1,0 +1,651 @@
+//! The vcpu exit handler: the saved syndrome decoded once into an exit, one
+//! arm per exception class, and the guest's registers updated in place.
+//!
+//! Everything here is pure: what needs an instruction (reading the guest's
+//! EL1 vector state, writing the injected exception's registers, `AT`, set/way
+//! maintenance) goes through [`GuestArch`], which the arch layer implements
+//! with real instructions and the host tests with a recording fake. What a
+//! guest does may end its VM; it never panics the hypervisor
+//! (`../shared/docs/hostile-guest.md`, items 1-18).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use crate::arch::aarch64::esr::{decode, Decoded, FaultStatus, MmioAccess, SysRegIss};
+use crate::mm::addr::Ipa;
+use crate::vm::hypercall::{self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info};
+use crate::vm::inject::{self, fsc, GuestState, Injection};
+use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
+use crate::vm::psci::{self, Action, Conduit, PsciState, SmcccCall};
+use crate::vm::vcpu::GuestRegs;
+
+/// The instructions the exit handler needs, supplied by the arch layer.
+pub trait GuestArch {
+    /// The guest's VBAR_EL1 and SCTLR_EL1, to deliver an injected exception.
+    fn el1_vector_state(&mut self) -> (u64, u64);
+    /// Writes ESR_EL1, FAR_EL1 (when given), SPSR_EL1 and ELR_EL1.
+    fn write_el1_exception(&mut self, esr: u64, far: Option<u64>, spsr: u64, elr: u64);
+    /// `AT S12E1R` (or `S12E1W`) of a guest virtual address, returning
+    /// PAR_EL1; the guest's own PAR_EL1 must be left as it was.
+    fn translate_guest_va(&mut self, va: u64, write: bool) -> u64;
+    /// `DC CISW` with a guest's set/way operand: clean and invalidate, which
+    /// never discards data another owner wrote.
+    fn clean_invalidate_set_way(&mut self, operand: u64);
+}
+
+/// What the VM knows about its own stage 2, for the hypercalls that report it.
+pub trait Stage2Query {
+    /// What is mapped at `ipa`, with which attributes.
+    fn stage2_info(&self, ipa: Ipa) -> Stage2Info;
+    /// The physical address of a passed-through BAR now and at boot.
+    fn bar_check(&self, bdf: u16, bar: u8) -> Option<(u64, u64)>;
+}
+
+/// What the run loop does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Run the guest again.
+    Resume,
+    /// The guest powered off (PSCI SYSTEM_OFF, or CPU_OFF of its last vcpu).
+    PowerOff,
+    /// The guest asked for a reset (PSCI SYSTEM_RESET).
+    Reset,
+    /// The VM cannot go on; the reason is for the log. The hypervisor stays up.
+    Stop(&'static str),
+}
+
+/// Per-VM state the exit handler works on.
+pub struct ExitState {
+    /// Emulated devices.
+    pub bus: MmioBus,
+    /// PSCI power state.
+    pub psci: PsciState,
+    /// Exit counters, readable through a hypercall.
+    pub counters: ExitCounters,
+    /// One past the highest IPA stage 2 translates.
+    pub ipa_limit: u64,
+    no_syndrome_logged: bool,
+}
+
+impl ExitState {
+    /// State for a VM with these devices, vcpus and IPA size.
+    pub fn new(bus: MmioBus, psci: PsciState, ipa_bits: u32) -> Self {
+        Self {
+            bus,
+            psci,
+            counters: ExitCounters::default(),
+            ipa_limit: 1u64.checked_shl(ipa_bits).unwrap_or(u64::MAX),
+            no_syndrome_logged: false,
+        }
+    }
+}
+
+/// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA gives bits 47:12,
+/// FAR_EL2 the offset in the page (Arm ARM D23.2, "HPFAR_EL2").
+pub fn fault_ipa(hpfar: u64, far: u64) -> Ipa {
+    let fipa = (hpfar >> 4) & ((1 << 44) - 1);
+    Ipa::new((fipa << 12) | (far & 0xfff))
+}
+
+/// Handles one exit recorded in `regs`.
+pub fn handle_exit(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
+) -> Outcome {
+    vm.counters.bump(ExitCounter::Total);
+    match regs.vector {
+        8 => {}
+        // Interrupts are not routed to EL2 yet; nothing to do but resume.
+        9 | 10 => return Outcome::Resume,
+        11 => {
+            log::warn!("guest SError (ESR {:#x}) at pc {:#x}", regs.esr, regs.pc);
+            return Outcome::Resume;
+        }
+        _ => return Outcome::Stop("an exception from AArch32, which guests may not use"),
+    }
+    match decode(regs.esr) {
+        Decoded::Hvc64(iss) => {
+            vm.counters.bump(ExitCounter::Hvc);
+            // HVC's preferred return address is the next instruction already.
+            smccc(regs, vm, arch, s2, Conduit::Hvc, iss.imm16())
+        }
+        Decoded::Smc64(iss) => {
+            vm.counters.bump(ExitCounter::Smc);
+            // A trapped SMC returns to the SMC itself: step over it.
+            regs.pc = regs.pc.wrapping_add(4);
+            smccc(regs, vm, arch, s2, Conduit::Smc, iss.imm16())
+        }
+        Decoded::DataAbort { iss, .. } => {
+            vm.counters.bump(ExitCounter::DataAbort);
+            let ipa = fault_ipa(regs.hpfar, regs.far);
+            if iss.cm() {
+                // Cache maintenance by VA on MMIO or a hole: nothing to
+                // maintain (hostile-guest item 6).
+                regs.pc = regs.pc.wrapping_add(4);
+                return Outcome::Resume;
+            }
+            if iss.s1ptw() {
+                // The guest's own table walk left its RAM (item 5).
+                let level = iss.dfsc().level().unwrap_or(0).clamp(0, 3) as u64;
+                return abort(regs, vm, arch, iss.wnr(), fsc::SYNC_EXTERNAL_WALK_L0 + level, true);
+            }
+            if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
+                // Beyond the IPA size (item 4).
+                return abort(regs, vm, arch, iss.wnr(), fsc::ADDRESS_SIZE_L0, false);
+            }
+            mmio(regs, vm, arch, ipa, iss.mmio_access(), iss.wnr())
+        }
+        Decoded::InstrAbort { .. } => {
+            // Fetch from a hole, MMIO or a BAR, which are never executable
+            // (items 2, 3).
+            vm.counters.bump(ExitCounter::AbortInjected);
+            inject_or_stop(
+                regs,
+                arch,
+                Injection::InstructionAbort {
+                    far: regs.far,
+                    status: fsc::SYNC_EXTERNAL,
+                },
+            )
+        }
+        Decoded::SysReg(iss) => {
+            vm.counters.bump(ExitCounter::SysregTrap);
+            sysreg(regs, arch, iss)
+        }
+        Decoded::Wfx(_) => {
+            vm.counters.bump(ExitCounter::Wfx);
+            // No interrupt can be pending for the guest yet: complete at once.
+            regs.pc = regs.pc.wrapping_add(4);
+            Outcome::Resume
+        }
+        // Anything else (unknown instructions, trapped features the guest
+        // is not given) is UNDEFINED for the guest (item 12).
+        _ => inject_or_stop(regs, arch, Injection::Undefined),
+    }
+}
+
+fn smccc(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
+    conduit: Conduit,
+    imm16: u16,
+) -> Outcome {
+    let [x0, x1, x2, x3, x4, x5, x6, x7, ..] = regs.x;
+    let call = SmcccCall {
+        function_id: x0 as u32,
+        args: [x1, x2, x3, x4, x5, x6, x7],
+        conduit,
+        imm16,
+    };
+    let outcome = psci::handle(&call, &mut vm.psci);
+    let result = match outcome.action {
+        Action::Hypercall => Some(hypercall(&call, vm, arch, s2)),
+        _ => outcome.regs,
+    };
+    if let Some(values) = result {
+        for (dst, src) in regs.x.iter_mut().zip(values) {
+            *dst = src;
+        }
+    }
+    match outcome.action {
+        Action::SystemOff => Outcome::PowerOff,
+        Action::SystemReset => Outcome::Reset,
+        Action::CpuOff if !vm.psci.any_on() => Outcome::PowerOff,
+        Action::CpuOn { target_mpidr, .. } => {
+            // Only one vcpu runs so far: a second cannot be started.
+            vm.psci.set_power(target_mpidr, false);
+            if let Some(x0) = regs.x.first_mut() {
+                *x0 = psci::ret::INTERNAL_FAILURE as i64 as u64;
+            }
+            Outcome::Resume
+        }
+        _ => Outcome::Resume,
+    }
+}
+
+fn hypercall(
+    call: &SmcccCall,
+    vm: &ExitState,
+    arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
+) -> [u64; 4] {
+    let decoded = match call.conduit {
+        Conduit::Hvc => hypercall::decode(call.function_id, &call.args),
+        Conduit::Smc => Err(HypercallError::NotSupported),
+    };
+    match decoded {
+        Err(e) => hypercall::encode_error(e),
+        Ok(h) => match h {
+            Hypercall::EffectiveAttrs { va, write } => {
+                hypercall::encode_effective_attrs(arch.translate_guest_va(va, write))
+            }
+            Hypercall::Stage2Info { ipa } => hypercall::encode_stage2_info(s2.stage2_info(ipa)),
+            Hypercall::ExitStats { index } => hypercall::encode_exit_stat(vm.counters.get(index)),
+            Hypercall::BarCheck { bdf, bar } => match s2.bar_check(bdf, bar) {
+                Some((now, boot)) => hypercall::encode_bar_check(now, boot),
+                None => hypercall::encode_error(HypercallError::InvalidParameters),
+            },
+            other => hypercall::answer_query(&other)
+                .unwrap_or(hypercall::encode_error(HypercallError::NotSupported)),
+        },
+    }
+}
+
+fn mmio(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    ipa: Ipa,
+    access: Option<MmioAccess>,
+    write: bool,
+) -> Outcome {
+    let emulated = vm.bus.device_at(ipa);
+    let Some(access) = access else {
+        if let Some((_, name)) = emulated {
+            // Pair, pre/post-index and SIMD accesses carry no syndrome to
+            // emulate from (item 8): the guest gets an abort.
+            if !vm.no_syndrome_logged {
+                vm.no_syndrome_logged = true;
+                log::warn!(
+                    "guest access to {name} at {ipa} (pc {:#x}) has no syndrome; injecting an abort (logged once)",
+                    regs.pc
+                );
+            }
+        }
+        return abort(regs, vm, arch, write, fsc::SYNC_EXTERNAL, false);
+    };
+    if emulated.is_none() {
+        // Nothing at this IPA (item 1), or a real device's external abort (item 9).
+        return abort(regs, vm, arch, access.write, fsc::SYNC_EXTERNAL, false);
+    }
+    let reg = usize::from(access.reg);
+    let reg_value = if reg == 31 {
+        0
+    } else {
+        regs.x.get(reg).copied().unwrap_or(0)
+    };
+    let bus_access = BusAccess {
+        size: access.size,
+        write: access.write,
+        value: access.store_value(reg_value),
+        sign_extend: access.sign_extend,
+        sixty_four: access.sixty_four,
+    };
+    match vm.bus.dispatch(ipa, bus_access) {
+        DispatchResult::Read(value) => {
+            if let Some(dst) = regs.x.get_mut(reg) {
+                *dst = value;
+            }
+        }
+        DispatchResult::WriteDone => {}
+        DispatchResult::Unmapped | DispatchResult::DeviceError => {
+            return abort(regs, vm, arch, access.write, fsc::SYNC_EXTERNAL, false);
+        }
+    }
+    vm.counters.bump(ExitCounter::MmioEmulated);
+    regs.pc = regs.pc.wrapping_add(4);
+    Outcome::Resume
+}
+
+fn sysreg(regs: &mut GuestRegs, arch: &mut impl GuestArch, iss: SysRegIss) -> Outcome {
+    let e = iss.encoding();
+    // DC ISW (op2 1), DC CSW (op2 2), DC CISW (op2 2 with CRm 14): op0 1, op1 0, CRn 7.
+    let set_way = e.op0 == 1 && e.op1 == 0 && e.crn == 7 && matches!((e.crm, e.op2), (6, 2) | (10, 2) | (14, 2));
+    if set_way {
+        let rt = usize::from(iss.rt());
+        let operand = if rt == 31 {
+            0
+        } else {
+            regs.x.get(rt).copied().unwrap_or(0)
+        };
+        // Invalidate-only would discard data the hypervisor or a device
+        // wrote; clean and invalidate is always safe (item 7).
+        arch.clean_invalidate_set_way(operand);
+        regs.pc = regs.pc.wrapping_add(4);
+        return Outcome::Resume;
+    }
+    inject_or_stop(regs, arch, Injection::Undefined)
+}
+
+fn abort(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    write: bool,
+    status: u64,
+    s1ptw: bool,
+) -> Outcome {
+    vm.counters.bump(ExitCounter::AbortInjected);
+    let far = regs.far;
+    inject_or_stop(
+        regs,
+        arch,
+        Injection::DataAbort {
+            far,
+            write,
+            status,
+            s1ptw,
+        },
+    )
+}
+
+fn inject_or_stop(regs: &mut GuestRegs, arch: &mut impl GuestArch, what: Injection) -> Outcome {
+    let (vbar, sctlr) = arch.el1_vector_state();
+    let guest = GuestState {
+        spsr: regs.pstate,
+        pc: regs.pc,
+        vbar,
+        sctlr,
+    };
+    match inject::inject(&guest, what) {
+        Ok(s) => {
+            arch.write_el1_exception(s.esr_el1, s.far_el1, s.spsr_el1, s.elr_el1);
+            regs.pstate = s.spsr_el2;
+            regs.pc = s.elr_el2;
+            Outcome::Resume
+        }
+        Err(inject::InjectError::AArch32Guest) => Outcome::Stop("the guest entered AArch32"),
+        Err(inject::InjectError::BadMode(_)) => Outcome::Stop("the guest's saved PSTATE is not an EL0/EL1 mode"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::devices::vpl011::VPl011;
+    use crate::mm::addr::IpaRange;
+    use crate::vm::hypercall::{MappingKind, Stage2Features};
+    use crate::vm::vcpu::INITIAL_PSTATE;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+
+    #[derive(Default)]
+    struct FakeArch {
+        injected: Vec<(u64, Option<u64>, u64, u64)>,
+        set_way: Vec<u64>,
+        at: Vec<(u64, bool)>,
+    }
+
+    impl GuestArch for FakeArch {
+        fn el1_vector_state(&mut self) -> (u64, u64) {
+            (0x4008_0000, 1 << 23)
+        }
+        fn write_el1_exception(&mut self, esr: u64, far: Option<u64>, spsr: u64, elr: u64) {
+            self.injected.push((esr, far, spsr, elr));
+        }
+        fn translate_guest_va(&mut self, va: u64, write: bool) -> u64 {
+            self.at.push((va, write));
+            0x44 << 56
+        }
+        fn clean_invalidate_set_way(&mut self, operand: u64) {
+            self.set_way.push(operand);
+        }
+    }
+
+    struct FakeS2;
+    impl Stage2Query for FakeS2 {
+        fn stage2_info(&self, ipa: Ipa) -> Stage2Info {
+            Stage2Info {
+                mem_attr: if ipa.raw() >= 0x4000_0000 { 6 } else { 0 },
+                kind: if ipa.raw() >= 0x4000_0000 {
+                    MappingKind::GuestRam
+                } else {
+                    MappingKind::Unmapped
+                },
+                features: Stage2Features {
+                    fwb: true,
+                    dic: true,
+                    idc: true,
+                    xn: false,
+                },
+            }
+        }
+        fn bar_check(&self, _bdf: u16, _bar: u8) -> Option<(u64, u64)> {
+            None
+        }
+    }
+
+    const UART: u64 = 0x0900_0000;
+
+    fn vm() -> (ExitState, alloc::rc::Rc<core::cell::RefCell<Vec<u8>>>) {
+        let out = alloc::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+        let sink_out = out.clone();
+        let mut bus = MmioBus::new();
+        let uart = VPl011::new(move |b: u8| sink_out.borrow_mut().push(b));
+        // The closure is not Send; wrap it for the test only.
+        struct AssertSend<T>(T);
+        // SAFETY: host tests run the bus on one thread.
+        unsafe impl<T> Send for AssertSend<T> {}
+        impl<T: crate::vm::mmio::MmioDevice> crate::vm::mmio::MmioDevice for AssertSend<T> {
+            fn name(&self) -> &'static str {
+                self.0.name()
+            }
+            fn read(&mut self, o: u64, s: u8) -> crate::vm::mmio::MmioResult<u64> {
+                self.0.read(o, s)
+            }
+            fn write(&mut self, o: u64, s: u8, v: u64) -> crate::vm::mmio::MmioResult<()> {
+                self.0.write(o, s, v)
+            }
+        }
+        bus.register(
+            IpaRange::new(Ipa::new(UART), 0x1000).unwrap(),
+            Box::new(AssertSend(uart)),
+        )
+        .unwrap();
+        (ExitState::new(bus, PsciState::new(0), 40), out)
+    }
+
+    fn regs(esr: u64) -> GuestRegs {
+        GuestRegs {
+            pc: 0x4010_0000,
+            pstate: INITIAL_PSTATE,
+            esr,
+            vector: 8,
+            ..Default::default()
+        }
+    }
+
+    fn data_abort(ipa: u64, iss: u64) -> GuestRegs {
+        let mut r = regs((0x24 << 26) | (1 << 25) | iss);
+        r.far = ipa;
+        r.hpfar = (ipa >> 12) << 4;
+        r
+    }
+
+    #[test]
+    fn fault_ipa_combines_hpfar_and_far() {
+        assert_eq!(fault_ipa(0x0090_0000 << 4 >> 12 << 4, 0xffff_0123), Ipa::new(0x0900_0123));
+        assert_eq!(fault_ipa(u64::MAX, 0xabc).raw(), ((1u64 << 56) - 1) & !0xfff | 0xabc);
+    }
+
+    #[test]
+    fn str_to_the_uart_is_emulated_and_steps_over() {
+        let (mut vm, out) = vm();
+        let mut a = FakeArch::default();
+        // STR W1, [x]: ISV, SAS=4 bytes (2), SRT=1, WnR.
+        let mut r = data_abort(UART, (1 << 24) | (2 << 22) | (1 << 16) | (1 << 6) | 0x07);
+        r.x[1] = u64::from(b'A');
+        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Resume);
+        assert_eq!(r.pc, 0x4010_0004);
+        assert_eq!(&*out.borrow(), b"A");
+        assert!(a.injected.is_empty());
+        assert_eq!(vm.counters.get(ExitCounter::MmioEmulated), 1);
+    }
+
+    #[test]
+    fn ldr_from_the_uart_fills_the_register() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        // LDR W3, [UART + 0xFE0] (PeriphID0 = 0x11).
+        let mut r = data_abort(UART + 0xfe0, (1 << 24) | (2 << 22) | (3 << 16) | 0x07);
+        r.x[3] = u64::MAX;
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(r.x[3], 0x11);
+    }
+
+    #[test]
+    fn unmapped_ipa_gets_a_data_abort_at_the_guest_vector() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = data_abort(0x0c00_0000, (1 << 24) | (3 << 22) | 0x07);
+        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Resume);
+        assert_eq!(r.pc, 0x4008_0000 + 0x200);
+        let (esr, far, spsr, elr) = a.injected[0];
+        assert_eq!(esr >> 26, 0x25);
+        assert_eq!(esr & 0x3f, fsc::SYNC_EXTERNAL);
+        assert_eq!(far, Some(0x0c00_0000));
+        assert_eq!((spsr, elr), (INITIAL_PSTATE, 0x4010_0000));
+    }
+
+    #[test]
+    fn no_syndrome_access_to_emulated_mmio_is_aborted() {
+        let (mut vm, out) = vm();
+        let mut a = FakeArch::default();
+        // STP to the UART: ISV = 0, WnR = 1.
+        for _ in 0..3 {
+            let mut r = data_abort(UART, (1 << 6) | 0x07);
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+            assert_eq!(r.pc, 0x4008_0200);
+        }
+        assert_eq!(a.injected.len(), 3);
+        assert!(out.borrow().is_empty());
+        assert!(vm.no_syndrome_logged);
+    }
+
+    #[test]
+    fn cache_maintenance_on_a_hole_is_skipped() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = data_abort(0x0c00_0000, (1 << 8) | (1 << 6) | 0x07);
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(r.pc, 0x4010_0004);
+        assert!(a.injected.is_empty());
+    }
+
+    #[test]
+    fn walks_and_out_of_range_ipas_are_aborts() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = data_abort(0x0900_0000, (1 << 7) | 0x07);
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.injected[0].0 & 0x3f, fsc::SYNC_EXTERNAL_WALK_L0 + 3);
+        assert_ne!(a.injected[0].0 & (1 << 7), 0);
+        let mut r = data_abort(1 << 41, (1 << 24) | (3 << 22) | 0x07);
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.injected[1].0 & 0x3f, fsc::ADDRESS_SIZE_L0);
+    }
+
+    #[test]
+    fn smccc_answers_and_preserves_x4_to_x17() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = regs((0x16 << 26) | (1 << 25));
+        r.x[0] = 1337;
+        for i in 4..18 {
+            r.x[i] = 0x1000 + i as u64;
+        }
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(r.x[0], u64::MAX);
+        for i in 4..18 {
+            assert_eq!(r.x[i], 0x1000 + i as u64);
+        }
+        assert_eq!(r.pc, 0x4010_0000, "HVC returns to the next instruction already");
+        // Trapped SMC steps over itself and is answered the same way.
+        let mut r = regs((0x17 << 26) | (1 << 25));
+        r.x[0] = 0x8400_0000;
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(r.x[0], 0x10001);
+        assert_eq!(r.pc, 0x4010_0004);
+    }
+
+    #[test]
+    fn system_off_and_reset_end_the_vm() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = regs((0x16 << 26) | (1 << 25));
+        r.x[0] = 0x8400_0008;
+        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::PowerOff);
+        r.x[0] = 0x8400_0009;
+        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Reset);
+    }
+
+    #[test]
+    fn hypercalls_reach_the_arch_and_stage2() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = regs((0x16 << 26) | (1 << 25));
+        r.x[0] = hypercall::HV_EFFECTIVE_ATTRS.into();
+        r.x[1] = 0x1234_5000;
+        r.x[2] = 1;
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.at, [(0x1234_5000, true)]);
+        assert_eq!((r.x[0], r.x[1]), (0, 0x44 << 56));
+        r.x[0] = hypercall::HV_STAGE2_INFO.into();
+        r.x[1] = 0x4000_0000;
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!((r.x[0], r.x[1], r.x[2]), (0, 6, MappingKind::GuestRam as u64));
+        // The same call through SMC is not a hypercall.
+        let mut r = regs((0x17 << 26) | (1 << 25));
+        r.x[0] = hypercall::HV_STAGE2_INFO.into();
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(r.x[0], u64::MAX);
+    }
+
+    #[test]
+    fn set_way_becomes_clean_invalidate_and_other_sysregs_undef() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        // DC ISW x5: op0=1 op1=0 CRn=7 CRm=6 op2=2, Rt=5 (ISS: op0<<20|op2<<17|op1<<14|CRn<<10|Rt<<5|CRm<<1).
+        let iss = (1 << 20) | (2 << 17) | (7 << 10) | (5 << 5) | (6 << 1);
+        let mut r = regs((0x18 << 26) | (1 << 25) | iss);
+        r.x[5] = 0x42;
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.set_way, [0x42]);
+        assert_eq!(r.pc, 0x4010_0004);
+        // MRS x0, PMCR_EL0 (op0=3 op1=3 CRn=9 CRm=12 op2=0, read).
+        let iss = (3 << 20) | (3 << 14) | (9 << 10) | (12 << 1) | 1;
+        let mut r = regs((0x18 << 26) | (1 << 25) | iss);
+        handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.injected.last().unwrap().0, 1 << 25, "UNDEF: EC 0, IL 1");
+    }
+
+    #[test]
+    fn aarch32_stops_the_vm_not_the_hypervisor() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut r = regs(0);
+        r.vector = 12;
+        assert!(matches!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Stop(_)));
+    }
+
+    #[test]
+    fn random_exits_never_panic() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..100_000 {
+            let mut r = GuestRegs {
+                esr: next() & 0xffff_ffff,
+                far: next(),
+                hpfar: next(),
+                pc: next(),
+                pstate: next() & 0x3ff,
+                vector: 8 + next() % 8,
+                ..Default::default()
+            };
+            for x in r.x.iter_mut() {
+                *x = next();
+            }
+            let _ = handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+        }
+    }
+}
