@@ -66,7 +66,7 @@ impl fmt::Display for RegionError {
 /// No stored range is empty. [`insert`](Self::insert) keeps touching ranges
 /// apart (two memory banks stay two banks); [`insert_merge`](Self::insert_merge)
 /// unions them.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct RegionList<const N: usize = DEFAULT_CAPACITY> {
     ranges: [PhysRange; N],
     len: usize,
@@ -77,6 +77,15 @@ impl<const N: usize> Default for RegionList<N> {
         Self::new()
     }
 }
+
+// Slots past `len` hold stale ranges: only the held ones count.
+impl<const N: usize> PartialEq for RegionList<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<const N: usize> Eq for RegionList<N> {}
 
 impl<const N: usize> fmt::Debug for RegionList<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
