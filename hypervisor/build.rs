@@ -8,11 +8,15 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     if target.starts_with("aarch64-") && target.contains("-none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        // `-z notext`: the prebuilt core and alloc are not position-independent,
+        // so their read-only tables carry absolute addresses. Those become
+        // ordinary R_AARCH64_RELATIVE entries, applied by the boot code while
+        // the MMU is off and everything is still writable.
         for arg in [
             "-pie",
             "--no-dynamic-linker",
             "-z",
-            "text",
+            "notext",
             "--gc-sections",
             "-z",
             "norelro",

@@ -445,7 +445,7 @@ mod tests {
     fn qemu_virt_el1() {
         let fdt = Fdt::new(VIRT_EL1).unwrap();
         let p = Platform::from_fdt(&fdt).unwrap();
-        assert_eq!(p.ram.as_slice(), &[Region::new(0x4000_0000, 0x4000_0000)]);
+        assert_eq!(p.ram.as_slice(), &[Region::new(0x4000_0000, 0x1000_0000)]);
         assert_eq!(p.uart, Some(Region::new(0x0900_0000, 0x1000)));
         assert_eq!(p.psci, Some(Conduit::Hvc));
         assert_eq!(p.bootargs, "");

@@ -7,7 +7,7 @@
 //! exception at EL2, 4 unusable device tree or memory map, 5 the guest
 //! reported failure.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::firmware::{self, SEMIHOSTING_HLT, SEMIHOSTING_PROBE};
@@ -28,6 +28,80 @@ pub const EXIT_PLATFORM: u32 = 4;
 pub const EXIT_GUEST_FAILED: u32 = 5;
 
 static LOAD_ADDRESS: AtomicU64 = AtomicU64::new(0);
+static EARLY_UART: AtomicU64 = AtomicU64::new(0);
+static CONSOLE_READY: AtomicBool = AtomicBool::new(false);
+
+/// Records the console UART's base before the console is set up, so a panic
+/// or exception during early boot can still be reported.
+pub fn set_early_uart(base: u64) {
+    EARLY_UART.store(base, Ordering::Relaxed);
+}
+
+/// Says the global console is set up: reports go through it from now on.
+pub fn set_console_ready() {
+    CONSOLE_READY.store(true, Ordering::Relaxed);
+}
+
+/// Prints a report line by whatever path exists: the console, or before it
+/// is set up, the UART directly (no locks: the MMU may be off), or
+/// semihosting.
+fn report_print(args: core::fmt::Arguments<'_>) {
+    use core::fmt::Write;
+    if CONSOLE_READY.load(Ordering::Relaxed) {
+        // SAFETY: only called on the way to stopping the machine; breaking
+        // a held console lock cannot hurt a program that will not resume.
+        unsafe { emergency_print(args) };
+        return;
+    }
+    let base = EARLY_UART.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: the DT named a PL011 at `base`; the machine is stopping,
+        // so no other user of it will run again.
+        let mut uart = unsafe { crate::drivers::pl011::Pl011::new(base as *mut u8) };
+        let _ = uart.write_fmt(args);
+        return;
+    }
+    let mut line = alloc_free_line::Line::default();
+    let _ = line.write_fmt(args);
+    firmware::semihosting_write0(line.as_nul_terminated());
+}
+
+mod alloc_free_line {
+    /// A bounded, NUL-terminated line for semihosting output.
+    pub struct Line {
+        buf: [u8; 256],
+        len: usize,
+    }
+
+    impl Default for Line {
+        fn default() -> Self {
+            Self {
+                buf: [0; 256],
+                len: 0,
+            }
+        }
+    }
+
+    impl Line {
+        pub fn as_nul_terminated(&mut self) -> &[u8] {
+            let end = self.len.min(self.buf.len() - 1);
+            self.buf[end] = 0;
+            &self.buf[..=end]
+        }
+    }
+
+    impl core::fmt::Write for Line {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for &b in s.as_bytes() {
+                if self.len + 1 < self.buf.len() {
+                    self.buf[self.len] = b;
+                    self.len += 1;
+                }
+            }
+            Ok(())
+        }
+    }
+}
 
 /// Records where the image runs from, so backtraces print image offsets.
 pub fn set_load_address(addr: u64) {
@@ -41,9 +115,7 @@ pub fn load_address() -> u64 {
 
 macro_rules! eprint {
     ($($arg:tt)*) => {
-        // SAFETY: only called on the way to stopping the machine; breaking a
-        // held console lock cannot hurt a program that will not resume.
-        unsafe { emergency_print(format_args!($($arg)*)) }
+        report_print(format_args!($($arg)*))
     };
 }
 

@@ -23,10 +23,10 @@ mod el2 {
     use hypervisor::arch::aarch64::cpu::CpuFeatures;
     use hypervisor::arch::aarch64::firmware::{self, PsciConduit};
     use hypervisor::arch::aarch64::sysreg;
+    use hypervisor::arch::aarch64::tlb::{dcache_range, CacheOp, El2Tlb};
     use hypervisor::cmdline::Options;
     use hypervisor::drivers::pl011::Pl011;
     use hypervisor::fatal::{self, EXIT_BOOT, EXIT_PLATFORM};
-    use hypervisor::arch::aarch64::tlb::{dcache_range, CacheOp, El2Tlb};
     use hypervisor::mm::addr::{PhysAddr, PAGE_SIZE};
     use hypervisor::mm::frame::FrameAllocator;
     use hypervisor::mm::heap::LockedHeap;
@@ -134,6 +134,7 @@ mod el2 {
                     // nothing else in the hypervisor drives it.
                     let mut pl011 = unsafe { Pl011::new(uart.regs.start().raw() as *mut u8) };
                     pl011.init();
+                    fatal::set_early_uart(uart.regs.start().raw());
                     early.0 = Some(pl011);
                 }
                 UartKind::Other(compatible) => {
@@ -194,6 +195,7 @@ mod el2 {
         // 9. The console and the log.
         if let Some(uart) = early.0.take() {
             console::set_uart(uart);
+            fatal::set_console_ready();
         }
         let _ = console::init_logger(options.log_level, Some(sysreg::counter));
 
@@ -243,16 +245,14 @@ mod el2 {
         image: &layout::ImageLayout,
         usable: &RegionList,
         frames: &mut FrameAllocator,
-    ) -> Result<El2PageTable<IdentityMap>, alloc::string::String> {
-        use alloc::string::ToString;
+    ) -> Result<El2PageTable<IdentityMap>, MmuSetupError> {
         let pool_range = frames
             .alloc(HYP_MAP_POOL_PAGES * PAGE_SIZE, PAGE_SIZE)
-            .map_err(|e| e.to_string())?;
-        // SAFETY: the range is fresh from the frame allocator, used only by
-        // this pool, and accessible at its physical address (MMU off).
-        let pool = TablePool::new(pool_range, IdentityMap).map_err(|e| e.to_string())?;
-        let config = hyp_map::table_config(u32::from(cpu.pa_bits)).map_err(|e| alloc_fmt(e))?;
-        let mut table = El2PageTable::new(config, pool).map_err(|e| e.to_string())?;
+            .map_err(MmuSetupError::Frames)?;
+        let pool = TablePool::new(pool_range, IdentityMap).map_err(MmuSetupError::Pool)?;
+        let config =
+            hyp_map::table_config(u32::from(cpu.pa_bits)).map_err(MmuSetupError::Config)?;
+        let mut table = El2PageTable::new(config, pool).map_err(MmuSetupError::Map)?;
 
         let region = |name, range, usage| Region { name, range, usage };
         let fixed = [
@@ -263,8 +263,13 @@ mod el2 {
             region("exception stack", image.exception_stack, Use::ReadWrite),
         ];
         let blobs = [
-            platform.dtb.map(|r| region("device tree", r, Use::ReadOnly)),
-            platform.chosen.initrd.map(|r| region("initrd", r, Use::ReadOnly)),
+            platform
+                .dtb
+                .map(|r| region("device tree", r, Use::ReadOnly)),
+            platform
+                .chosen
+                .initrd
+                .map(|r| region("initrd", r, Use::ReadOnly)),
         ];
         let ram = usable.iter().map(|r| region("RAM", *r, Use::ReadWrite));
         let uart = platform.uart.map(|u| region("UART", u.regs, Use::Device));
@@ -272,7 +277,10 @@ mod el2 {
             .chain(platform.gic.redistributors.iter().copied())
             .chain(platform.gic.cpu_interface)
             .map(|r| region("GIC", r, Use::Device));
-        let ecam = platform.pcie.iter().map(|b| region("PCIe ECAM", b.ecam, Use::Device));
+        let ecam = platform
+            .pcie
+            .iter()
+            .map(|b| region("PCIe ECAM", b.ecam, Use::Device));
         let all = fixed
             .into_iter()
             .chain(blobs.into_iter().flatten())
@@ -281,7 +289,7 @@ mod el2 {
             .chain(gic)
             .chain(ecam);
         let mut tlb = El2TlbAdapter(&mut El2Tlb);
-        hyp_map::build(&mut table, all, &mut tlb).map_err(|e| e.to_string())?;
+        hyp_map::build(&mut table, all, &mut tlb).map_err(MmuSetupError::Region)?;
 
         // Memory written with the caches off (the image's relocated data and
         // bss, the stacks, the tables) must not be hidden by stale lines.
@@ -304,8 +312,26 @@ mod el2 {
         Ok(table)
     }
 
-    fn alloc_fmt(e: impl core::fmt::Debug) -> alloc::string::String {
-        alloc::format!("{e:?}")
+    /// Why the EL2 map could not be set up. Formats without the heap, which
+    /// does not exist yet.
+    enum MmuSetupError {
+        Frames(hypervisor::mm::frame::FrameError),
+        Pool(hypervisor::mm::pgtable::pool::PoolError),
+        Config(hypervisor::mm::pgtable::ConfigError),
+        Map(hypervisor::mm::pgtable::MapError),
+        Region(hyp_map::HypMapError),
+    }
+
+    impl core::fmt::Display for MmuSetupError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                Self::Frames(e) => write!(f, "no memory for its tables: {e}"),
+                Self::Pool(e) => write!(f, "{e}"),
+                Self::Config(e) => write!(f, "{e:?}"),
+                Self::Map(e) => write!(f, "{e}"),
+                Self::Region(e) => write!(f, "{e}"),
+            }
+        }
     }
 
     /// Entered from the boot assembly at EL1 or EL3: say how to start at EL2.

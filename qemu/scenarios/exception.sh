@@ -6,9 +6,11 @@
 DESCRIPTION="an undefined instruction at EL2 is reported with ESR_EL2/ELR_EL2, exit 1"
 TIMEOUT=20
 APPEND="selftest=undef"
-EXPECT_EXIT=1
+EXPECT_EXIT=3
 EXPECT=(
     'Unknown reason|UNDEF'
     'ESR_EL2'
     'ELR_EL2'
+    'EC=0x00'
+    'bt #0 .*selftest_undef'
 )

@@ -6,7 +6,7 @@
 DESCRIPTION="a deliberate panic prints a symbolized backtrace and exits with 1"
 TIMEOUT=20
 APPEND="selftest=panic"
-EXPECT_EXIT=1
+EXPECT_EXIT=2
 EXPECT=(
     'panicked at'
     # A backtrace frame resolved by the symbolizer into the self-test code.

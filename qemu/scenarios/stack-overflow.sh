@@ -6,7 +6,8 @@
 DESCRIPTION="runaway recursion hits the stack guard and is reported, exit 1"
 TIMEOUT=20
 APPEND="selftest=stack-overflow"
-EXPECT_EXIT=1
+EXPECT_EXIT=3
 EXPECT=(
-    'stack overflow'
+    'stack overflow: the main stack ran into its guard page'
+    'bt #0 pc=0x[0-9a-f]+ off=0x[0-9a-f]+ .*selftest_recurse'
 )

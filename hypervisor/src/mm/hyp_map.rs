@@ -83,8 +83,15 @@ pub fn tcr_el2(ps: u8) -> u64 {
 /// SCTLR_EL2 with the MMU, caches, stack alignment checks and
 /// write-implies-execute-never on; alignment checks off, little-endian.
 pub fn sctlr_el2() -> u64 {
-    const RES1: u64 = (1 << 4) | (1 << 5) | (1 << 11) | (1 << 16) | (1 << 18) | (1 << 22)
-        | (1 << 23) | (1 << 28) | (1 << 29);
+    const RES1: u64 = (1 << 4)
+        | (1 << 5)
+        | (1 << 11)
+        | (1 << 16)
+        | (1 << 18)
+        | (1 << 22)
+        | (1 << 23)
+        | (1 << 28)
+        | (1 << 29);
     const M: u64 = 1 << 0;
     const C: u64 = 1 << 2;
     const SA: u64 = 1 << 3;
@@ -117,7 +124,11 @@ pub struct HypMapError {
 
 impl core::fmt::Display for HypMapError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "cannot map {} {}: {}", self.region, self.range, self.error)
+        write!(
+            f,
+            "cannot map {} {}: {}",
+            self.region, self.range, self.error
+        )
     }
 }
 
@@ -150,9 +161,7 @@ pub fn build<M: PhysToVirt>(
                 start: start.raw(),
                 size: r.range.size(),
             }))?;
-        table
-            .map(va, start, r.usage.attrs(), tlb)
-            .map_err(fail)?;
+        table.map(va, start, r.usage.attrs(), tlb).map_err(fail)?;
     }
     Ok(())
 }

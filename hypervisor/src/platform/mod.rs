@@ -993,7 +993,7 @@ impl fmt::Display for Platform<'_> {
             GicVersion::V2 => 2,
             GicVersion::V3 => 3,
         };
-        write!(f, "gic: v{v} GICD {:?}", g.distributor)?;
+        write!(f, "gic: GICv{v} GICD {:?}", g.distributor)?;
         for r in g.redistributors.iter() {
             write!(f, " GICR {r:?}")?;
         }
@@ -1027,7 +1027,7 @@ impl fmt::Display for Platform<'_> {
         for b in self.pcie.iter() {
             writeln!(
                 f,
-                "pcie: {} ECAM {:?} buses {}-{}{}",
+                "PCIe: {} ECAM {:?} buses {}-{}{}",
                 b.node,
                 b.ecam,
                 b.bus_start,

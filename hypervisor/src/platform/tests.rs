@@ -250,9 +250,9 @@ fn summary_names_everything() {
     for want in [
         "memory: 1024 MiB",
         "uart: pl011 at [0x9000000..0x9001000) (pl011@9000000)",
-        "gic: v3 GICD [0x8000000..0x8010000) GICR [0x80a0000..0x9000000) maintenance INTID 25",
+        "gic: GICv3 GICD [0x8000000..0x8010000) GICR [0x80a0000..0x9000000) maintenance INTID 25",
         "timer: INTIDs sec-phys 29 phys 30 virt 27 hyp-phys 26",
-        "pcie: pcie@10000000 ECAM [0x4010000000..0x4020000000) buses 0-255 dma-coherent",
+        "PCIe: pcie@10000000 ECAM [0x4010000000..0x4020000000) buses 0-255 dma-coherent",
         "  mem64 [0x8000000000..0x10000000000) -> pci 0x8000000000",
         "psci: smc",
         "initrd: [0x48000000..0x48002000)",

@@ -7,11 +7,18 @@
 //! with real instructions and the host tests with a recording fake. What a
 //! guest does may end its VM; it never panics the hypervisor
 //! (`../shared/docs/hostile-guest.md`, items 1-18).
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use crate::arch::aarch64::esr::{decode, Decoded, FaultStatus, MmioAccess, SysRegIss};
 use crate::mm::addr::Ipa;
-use crate::vm::hypercall::{self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info};
+use crate::vm::hypercall::{
+    self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info,
+};
 use crate::vm::inject::{self, fsc, GuestState, Injection};
 use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
 use crate::vm::psci::{self, Action, Conduit, PsciState, SmcccCall};
@@ -127,7 +134,14 @@ pub fn handle_exit(
             if iss.s1ptw() {
                 // The guest's own table walk left its RAM (item 5).
                 let level = iss.dfsc().level().unwrap_or(0).clamp(0, 3) as u64;
-                return abort(regs, vm, arch, iss.wnr(), fsc::SYNC_EXTERNAL_WALK_L0 + level, true);
+                return abort(
+                    regs,
+                    vm,
+                    arch,
+                    iss.wnr(),
+                    fsc::SYNC_EXTERNAL_WALK_L0 + level,
+                    true,
+                );
             }
             if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
                 // Beyond the IPA size (item 4).
@@ -292,7 +306,10 @@ fn mmio(
 fn sysreg(regs: &mut GuestRegs, arch: &mut impl GuestArch, iss: SysRegIss) -> Outcome {
     let e = iss.encoding();
     // DC ISW (op2 1), DC CSW (op2 2), DC CISW (op2 2 with CRm 14): op0 1, op1 0, CRn 7.
-    let set_way = e.op0 == 1 && e.op1 == 0 && e.crn == 7 && matches!((e.crm, e.op2), (6, 2) | (10, 2) | (14, 2));
+    let set_way = e.op0 == 1
+        && e.op1 == 0
+        && e.crn == 7
+        && matches!((e.crm, e.op2), (6, 2) | (10, 2) | (14, 2));
     if set_way {
         let rt = usize::from(iss.rt());
         let operand = if rt == 31 {
@@ -347,7 +364,9 @@ fn inject_or_stop(regs: &mut GuestRegs, arch: &mut impl GuestArch, what: Injecti
             Outcome::Resume
         }
         Err(inject::InjectError::AArch32Guest) => Outcome::Stop("the guest entered AArch32"),
-        Err(inject::InjectError::BadMode(_)) => Outcome::Stop("the guest's saved PSTATE is not an EL0/EL1 mode"),
+        Err(inject::InjectError::BadMode(_)) => {
+            Outcome::Stop("the guest's saved PSTATE is not an EL0/EL1 mode")
+        }
     }
 }
 
@@ -457,8 +476,14 @@ mod tests {
 
     #[test]
     fn fault_ipa_combines_hpfar_and_far() {
-        assert_eq!(fault_ipa(0x0090_0000 << 4 >> 12 << 4, 0xffff_0123), Ipa::new(0x0900_0123));
-        assert_eq!(fault_ipa(u64::MAX, 0xabc).raw(), ((1u64 << 56) - 1) & !0xfff | 0xabc);
+        assert_eq!(
+            fault_ipa(0x0090_0000 << 4 >> 12 << 4, 0xffff_0123),
+            Ipa::new(0x0900_0123)
+        );
+        assert_eq!(
+            fault_ipa(u64::MAX, 0xabc).raw(),
+            ((1u64 << 56) - 1) & !0xfff | 0xabc
+        );
     }
 
     #[test]
@@ -468,7 +493,10 @@ mod tests {
         // STR W1, [x]: ISV, SAS=4 bytes (2), SRT=1, WnR.
         let mut r = data_abort(UART, (1 << 24) | (2 << 22) | (1 << 16) | (1 << 6) | 0x07);
         r.x[1] = u64::from(b'A');
-        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Resume);
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
         assert_eq!(r.pc, 0x4010_0004);
         assert_eq!(&*out.borrow(), b"A");
         assert!(a.injected.is_empty());
@@ -491,7 +519,10 @@ mod tests {
         let (mut vm, _) = vm();
         let mut a = FakeArch::default();
         let mut r = data_abort(0x0c00_0000, (1 << 24) | (3 << 22) | 0x07);
-        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Resume);
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
         assert_eq!(r.pc, 0x4008_0000 + 0x200);
         let (esr, far, spsr, elr) = a.injected[0];
         assert_eq!(esr >> 26, 0x25);
@@ -552,7 +583,10 @@ mod tests {
         for i in 4..18 {
             assert_eq!(r.x[i], 0x1000 + i as u64);
         }
-        assert_eq!(r.pc, 0x4010_0000, "HVC returns to the next instruction already");
+        assert_eq!(
+            r.pc, 0x4010_0000,
+            "HVC returns to the next instruction already"
+        );
         // Trapped SMC steps over itself and is answered the same way.
         let mut r = regs((0x17 << 26) | (1 << 25));
         r.x[0] = 0x8400_0000;
@@ -567,9 +601,15 @@ mod tests {
         let mut a = FakeArch::default();
         let mut r = regs((0x16 << 26) | (1 << 25));
         r.x[0] = 0x8400_0008;
-        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::PowerOff);
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::PowerOff
+        );
         r.x[0] = 0x8400_0009;
-        assert_eq!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Reset);
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Reset
+        );
     }
 
     #[test]
@@ -586,7 +626,10 @@ mod tests {
         r.x[0] = hypercall::HV_STAGE2_INFO.into();
         r.x[1] = 0x4000_0000;
         handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
-        assert_eq!((r.x[0], r.x[1], r.x[2]), (0, 6, MappingKind::GuestRam as u64));
+        assert_eq!(
+            (r.x[0], r.x[1], r.x[2]),
+            (0, 6, MappingKind::GuestRam as u64)
+        );
         // The same call through SMC is not a hypercall.
         let mut r = regs((0x17 << 26) | (1 << 25));
         r.x[0] = hypercall::HV_STAGE2_INFO.into();
@@ -618,7 +661,10 @@ mod tests {
         let mut a = FakeArch::default();
         let mut r = regs(0);
         r.vector = 12;
-        assert!(matches!(handle_exit(&mut r, &mut vm, &mut a, &FakeS2), Outcome::Stop(_)));
+        assert!(matches!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Stop(_)
+        ));
     }
 
     #[test]

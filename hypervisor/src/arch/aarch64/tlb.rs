@@ -40,7 +40,13 @@ impl Stage2TlbMaint for Stage2Tlb {
 
     fn invalidate_all_stage1_for_vmid(&mut self) {
         // SAFETY: as above, for all stage-1 entries of the current VMID.
-        unsafe { asm!("dsb ish", "tlbi vmalle1is", options(nostack, preserves_flags)) };
+        unsafe {
+            asm!(
+                "dsb ish",
+                "tlbi vmalle1is",
+                options(nostack, preserves_flags)
+            )
+        };
     }
 
     fn sync(&mut self) {

@@ -1,7 +1,5 @@
 //! A bounded pool of translation-table pages over one contiguous physical range.
 
-use alloc::vec;
-use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,15 +40,30 @@ unsafe impl PhysToVirt for IdentityMap {
 pub enum PoolError {
     /// The range is empty or not page-aligned.
     BadRange(PhysRange),
+    /// More pages than [`MAX_POOL_PAGES`].
+    TooLarge {
+        /// Pages asked for.
+        pages: usize,
+    },
 }
 
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadRange(r) => write!(f, "table pool range {r} is empty or not page-aligned"),
+            Self::TooLarge { pages } => {
+                write!(
+                    f,
+                    "a table pool of {pages} pages is over the limit of {MAX_POOL_PAGES}"
+                )
+            }
         }
     }
 }
+
+/// Most pages one pool manages: 32 MiB of tables. With block mappings a
+/// VM's stage 2 needs a few dozen; 8192 pages map 16 GiB even in 4 KiB pages.
+pub const MAX_POOL_PAGES: usize = 8192;
 
 /// Table pages handed out from one contiguous physical range.
 ///
@@ -58,8 +71,9 @@ impl fmt::Display for PoolError {
 /// never a panic. Pages come back zeroed (all entries invalid).
 pub struct TablePool<M: PhysToVirt> {
     range: PhysRange,
-    /// One bit per page; set = in use.
-    used: Vec<u64>,
+    /// One bit per page; set = in use. Fixed-size, so a pool needs no heap
+    /// (the hypervisor's own map is built before the heap exists).
+    used: [u64; MAX_POOL_PAGES / 64],
     pages: usize,
     free: usize,
     mem: M,
@@ -75,9 +89,12 @@ impl<M: PhysToVirt> TablePool<M> {
             return Err(PoolError::BadRange(range));
         }
         let pages = (range.size() / PAGE_SIZE) as usize;
+        if pages > MAX_POOL_PAGES {
+            return Err(PoolError::TooLarge { pages });
+        }
         Ok(Self {
             range,
-            used: vec![0; pages.div_ceil(64)],
+            used: [0; MAX_POOL_PAGES / 64],
             pages,
             free: pages,
             mem,
