@@ -6,6 +6,12 @@
 //! |---|---|---|
 //! | `log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
 //! | `selftest` | `panic`, `undef`, `data-abort`, `stack-overflow` (deliberate faults that check the crash reports) | none |
+//! | `check` | `attributes`: prove stage-2 attributes with `AT S12E1R/W` instead of running a guest | none |
+//! | `guest.mem` | guest RAM size, with an optional `K`, `M` or `G` suffix | `256M` |
+//! | `guest.bootargs` | the guest's `/chosen/bootargs` (one token; everything after `--` is appended with spaces) | empty |
+//! | `pci.passthrough` | devices to pass through: comma-separated `bb:dd.f` or `vvvv:dddd` | none |
+//! | `pci.attr` | per-device BAR policy override `<bdf>:device\|guest-choice\|cacheable`, comma-separated | by BAR type |
+//! | `pci.dma` | `allow` or `deny` bus mastering for passed-through devices | `allow` |
 
 use log::LevelFilter;
 
@@ -61,6 +67,20 @@ pub struct Options<'a> {
     pub log_level: LevelFilter,
     /// `selftest=`.
     pub selftest: Option<SelfTest>,
+    /// `check=attributes`.
+    pub check_attributes: bool,
+    /// `guest.mem=`, in bytes.
+    pub guest_mem: Option<u64>,
+    /// `guest.bootargs=`.
+    pub guest_bootargs: &'a str,
+    /// Everything after `--`: more of the guest's command line.
+    pub guest_bootargs_tail: &'a str,
+    /// `pci.passthrough=`, unparsed (the PCI layer parses and reports it).
+    pub pci_passthrough: Option<&'a str>,
+    /// `pci.attr=`, unparsed.
+    pub pci_attr: Option<&'a str>,
+    /// `pci.dma=`, unparsed.
+    pub pci_dma: Option<&'a str>,
     warnings: [Option<Warning<'a>>; MAX_WARNINGS],
     warning_count: usize,
 }
@@ -70,6 +90,13 @@ impl Default for Options<'_> {
         Self {
             log_level: crate::console::DEFAULT_LEVEL,
             selftest: None,
+            check_attributes: false,
+            guest_mem: None,
+            guest_bootargs: "",
+            guest_bootargs_tail: "",
+            pci_passthrough: None,
+            pci_attr: None,
+            pci_dma: None,
             warnings: [None; MAX_WARNINGS],
             warning_count: 0,
         }
@@ -81,6 +108,14 @@ impl<'a> Options<'a> {
     /// token without `=` is a key with an empty value.
     pub fn parse(line: &'a str) -> Self {
         let mut opts = Self::default();
+        let (line, tail) = match line.split_once(" -- ") {
+            Some((head, tail)) => (head, tail.trim()),
+            None => match line.trim_end().strip_suffix(" --") {
+                Some(head) => (head, ""),
+                None => (line, ""),
+            },
+        };
+        opts.guest_bootargs_tail = tail;
         for token in line.split_ascii_whitespace() {
             let (key, value) = token.split_once('=').unwrap_or((token, ""));
             match key {
@@ -109,6 +144,33 @@ impl<'a> Options<'a> {
                         }),
                     }
                 }
+                "check" => match value {
+                    "attributes" => opts.check_attributes = true,
+                    _ => opts.warn(Warning::BadValue {
+                        key,
+                        value,
+                        expected: "attributes",
+                    }),
+                },
+                "guest.mem" => match parse_size(value) {
+                    Some(size) => opts.guest_mem = Some(size),
+                    None => opts.warn(Warning::BadValue {
+                        key,
+                        value,
+                        expected: "a size such as 256M or 1G",
+                    }),
+                },
+                "guest.bootargs" => opts.guest_bootargs = value,
+                "pci.passthrough" => opts.pci_passthrough = Some(value),
+                "pci.attr" => opts.pci_attr = Some(value),
+                "pci.dma" => match value {
+                    "allow" | "deny" => opts.pci_dma = Some(value),
+                    _ => opts.warn(Warning::BadValue {
+                        key,
+                        value,
+                        expected: "allow|deny",
+                    }),
+                },
                 _ => opts.warn(Warning::UnknownKey(key)),
             }
         }
@@ -131,6 +193,22 @@ impl<'a> Options<'a> {
     pub fn warning_count(&self) -> usize {
         self.warning_count
     }
+}
+
+/// Parses a size: decimal or `0x` hex, with an optional `K`, `M` or `G`
+/// (binary) suffix. `None` on overflow or junk.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<u64>().ok()?,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 #[cfg(test)]
@@ -185,5 +263,33 @@ mod tests {
             Options::parse("log=trace log=warn").log_level,
             LevelFilter::Warn
         );
+    }
+
+    #[test]
+    fn guest_and_pci_options() {
+        let o = Options::parse(
+            "guest.mem=512M guest.bootargs=test=wc pci.passthrough=00:02.0,1af4:1110 pci.attr=00:02.0:device pci.dma=deny check=attributes -- console=ttyAMA0 quiet",
+        );
+        assert_eq!(o.guest_mem, Some(512 << 20));
+        assert_eq!(o.guest_bootargs, "test=wc");
+        assert_eq!(o.guest_bootargs_tail, "console=ttyAMA0 quiet");
+        assert_eq!(o.pci_passthrough, Some("00:02.0,1af4:1110"));
+        assert_eq!(o.pci_attr, Some("00:02.0:device"));
+        assert_eq!(o.pci_dma, Some("deny"));
+        assert!(o.check_attributes);
+        assert_eq!(o.warning_count(), 0);
+        assert_eq!(Options::parse("log=debug --").guest_bootargs_tail, "");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0x1000"), Some(4096));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("16k"), Some(16 << 10));
+        assert_eq!(parse_size("99999999999G"), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("12Q"), None);
     }
 }

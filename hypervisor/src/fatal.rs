@@ -5,7 +5,7 @@
 //! Exit statuses (QEMU passes them on through semihosting):
 //! 1 wrong exception level or other boot failure, 2 panic, 3 unexpected
 //! exception at EL2, 4 unusable device tree or memory map, 5 the guest
-//! reported failure.
+//! reported failure, 6 a built-in check (`check=`) failed.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -26,6 +26,8 @@ pub const EXIT_EXCEPTION: u32 = 3;
 pub const EXIT_PLATFORM: u32 = 4;
 /// Exit status: the guest reported failure.
 pub const EXIT_GUEST_FAILED: u32 = 5;
+/// Exit status: a built-in check (`check=`) found a failure.
+pub const EXIT_CHECK_FAILED: u32 = 6;
 
 static LOAD_ADDRESS: AtomicU64 = AtomicU64::new(0);
 static EARLY_UART: AtomicU64 = AtomicU64::new(0);

@@ -11,6 +11,8 @@
 extern crate alloc;
 
 pub mod arch;
+#[cfg(target_os = "none")]
+pub mod attrcheck;
 pub mod backtrace;
 pub mod cmdline;
 pub mod console;
@@ -21,6 +23,7 @@ pub mod fatal;
 #[cfg(target_os = "none")]
 pub mod layout;
 pub mod mm;
+pub mod pci;
 pub mod platform;
 #[cfg(target_os = "none")]
 pub mod selftest;

@@ -230,6 +230,12 @@ mod el2 {
         if let Some(test) = options.selftest {
             selftest::run(test);
         }
+        if options.check_attributes {
+            return hypervisor::attrcheck::run(&cpu, &mut frames).map_err(|failed| {
+                log::error!("ATTR-CHECK: {failed} combinations failed");
+                fatal::EXIT_CHECK_FAILED
+            });
+        }
         Ok(())
     }
 

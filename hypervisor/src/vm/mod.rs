@@ -6,6 +6,7 @@ pub mod guest_dt;
 pub mod hypercall;
 pub mod image;
 pub mod inject;
+pub mod layout;
 pub mod mmio;
 pub mod psci;
 pub mod vcpu;

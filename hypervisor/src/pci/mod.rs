@@ -1,0 +1,4 @@
+//! PCI Express: ECAM access, host enumeration and BAR assignment, and the
+//! virtual configuration space guests see for passed-through devices.
+
+pub mod types;
