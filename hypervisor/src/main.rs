@@ -35,6 +35,9 @@ mod el2 {
     use hypervisor::mm::pgtable::pool::{IdentityMap, TablePool};
     use hypervisor::mm::regions::RegionList;
     use hypervisor::platform::{self, Platform, PsciMethod, UartKind};
+    use hypervisor::vm::config::VmConfig;
+    use hypervisor::vm::hypercall::ExitCounter;
+    use hypervisor::vm::machine::{Vm, VmEnd};
     use hypervisor::{console, layout, selftest};
 
     #[global_allocator]
@@ -236,7 +239,42 @@ mod el2 {
                 fatal::EXIT_CHECK_FAILED
             });
         }
-        Ok(())
+
+        // 11. The VM: its configuration derived once, then built and run.
+        let config = match VmConfig::derive(&platform, &options, &cpu) {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                log::info!("vm: no guest image (the loader gave no initrd): nothing to run");
+                return Ok(());
+            }
+            Err(e) => {
+                log::error!("vm: {e}");
+                return Err(EXIT_BOOT);
+            }
+        };
+        let mut vm = Vm::build(&config, &mut frames, &cpu).map_err(|e| {
+            log::error!("vm: {e}");
+            EXIT_BOOT
+        })?;
+        let end = vm.run();
+        console::guest_flush();
+        let exits = vm.exit_count(ExitCounter::Total);
+        match end {
+            VmEnd::PowerOff => {
+                log::info!("vm: the guest powered off after {exits} exits");
+                Ok(())
+            }
+            VmEnd::Reset => {
+                log::warn!(
+                    "vm: the guest asked for a reset after {exits} exits: by convention, its failure verdict"
+                );
+                Err(fatal::EXIT_GUEST_FAILED)
+            }
+            VmEnd::Stopped(why) => {
+                log::error!("vm: stopped at guest pc {:#x}: {why}", vm.guest_pc());
+                Err(fatal::EXIT_GUEST_FAILED)
+            }
+        }
     }
 
     /// Table pages for the hypervisor's own map: RAM and devices take a few

@@ -1,5 +1,6 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
+pub mod config;
 pub mod exit;
 pub mod fdt_writer;
 pub mod guest_dt;
@@ -7,6 +8,8 @@ pub mod hypercall;
 pub mod image;
 pub mod inject;
 pub mod layout;
+#[cfg(target_os = "none")]
+pub mod machine;
 pub mod mmio;
 pub mod psci;
 pub mod vcpu;

@@ -163,6 +163,21 @@ pub fn cnthctl() -> u64 {
     EL1PCTEN
 }
 
+/// CPTR_EL2 (non-VHE, Arm ARM D23.2 "CPTR_EL2"): FP/SIMD not trapped (the
+/// hypervisor is built soft-float and never touches those registers, so the
+/// guest's state needs no switching). Trapped, so the guest gets UNDEF
+/// (hostile-guest item 12): SVE (TZ) and SME (TSM; RES1 without SME), whose
+/// vector-length registers the hypervisor does not manage yet, trace (TTA)
+/// and the activity monitors (TAM).
+pub fn cptr() -> u64 {
+    const RES1: u64 = (1 << 13) | (1 << 9) | 0xff;
+    const TSM: u64 = 1 << 12;
+    const TZ: u64 = 1 << 8;
+    const TTA: u64 = 1 << 20;
+    const TAM: u64 = 1 << 30;
+    RES1 | TSM | TZ | TTA | TAM
+}
+
 /// PSTATE a vcpu starts in: EL1h with D, A, I and F masked (arm64 boot protocol).
 pub const INITIAL_PSTATE: u64 = 0b0101 | (0b1111 << 6);
 

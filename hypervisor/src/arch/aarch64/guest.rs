@@ -123,3 +123,134 @@ pub unsafe fn run(ctx: &mut VcpuContext) -> u64 {
     // for the guest's configuration.
     unsafe { enter_guest(ctx) }
 }
+
+/// EL2 registers that configure a guest's execution environment.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestEl2Config {
+    /// HCR_EL2.
+    pub hcr: u64,
+    /// VTCR_EL2.
+    pub vtcr: u64,
+    /// VTTBR_EL2.
+    pub vttbr: u64,
+    /// MDCR_EL2.
+    pub mdcr: u64,
+    /// CNTHCTL_EL2.
+    pub cnthctl: u64,
+    /// CPTR_EL2.
+    pub cptr: u64,
+    /// VMPIDR_EL2: the MPIDR_EL1 the guest reads.
+    pub vmpidr: u64,
+}
+
+/// SCTLR_EL1 with the MMU and caches off and the RES1 bits set: the state
+/// the arm64 boot protocol promises a kernel.
+pub const SCTLR_EL1_RESET: u64 =
+    (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+
+/// Loads the guest's EL2 configuration, invalidates the VMID's TLB entries
+/// and resets the EL1 state a kernel may not assume anything about.
+///
+/// # Safety
+///
+/// `vttbr` must point at a valid stage-2 table (built for `vtcr`) that maps
+/// only memory the guest may own; the hypervisor must not rely on EL1
+/// registers afterwards.
+pub unsafe fn configure_el2(c: &GuestEl2Config) {
+    // SAFETY: the caller vouches for the stage-2 tables; the remaining
+    // registers only affect EL1 and EL0, which the guest owns from now on.
+    unsafe {
+        core::arch::asm!(
+            "msr vtcr_el2, {vtcr}",
+            "msr vttbr_el2, {vttbr}",
+            "isb",
+            "msr hcr_el2, {hcr}",
+            "msr mdcr_el2, {mdcr}",
+            "msr cnthctl_el2, {cnthctl}",
+            "msr cntvoff_el2, xzr",
+            "msr cptr_el2, {cptr}",
+            "mrs {tmp}, midr_el1",
+            "msr vpidr_el2, {tmp}",
+            "msr vmpidr_el2, {vmpidr}",
+            "msr sctlr_el1, {sctlr}",
+            "isb",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            vtcr = in(reg) c.vtcr,
+            vttbr = in(reg) c.vttbr,
+            hcr = in(reg) c.hcr,
+            mdcr = in(reg) c.mdcr,
+            cnthctl = in(reg) c.cnthctl,
+            cptr = in(reg) c.cptr,
+            vmpidr = in(reg) c.vmpidr,
+            sctlr = in(reg) SCTLR_EL1_RESET,
+            tmp = out(reg) _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// The exit handler's instructions, on real hardware.
+pub struct HwGuestArch;
+
+impl crate::vm::exit::GuestArch for HwGuestArch {
+    fn el1_vector_state(&mut self) -> (u64, u64) {
+        let (vbar, sctlr): (u64, u64);
+        // SAFETY: reads of EL1 registers from EL2 have no side effects.
+        unsafe {
+            core::arch::asm!("mrs {}, vbar_el1", "mrs {}, sctlr_el1", out(reg) vbar, out(reg) sctlr,
+                options(nomem, nostack, preserves_flags))
+        };
+        (vbar, sctlr)
+    }
+
+    fn write_el1_exception(&mut self, esr: u64, far: Option<u64>, spsr: u64, elr: u64) {
+        // SAFETY: these EL1 registers belong to the guest; writing them is
+        // exactly what taking the exception in hardware would have done.
+        unsafe {
+            core::arch::asm!("msr esr_el1, {}", "msr spsr_el1, {}", "msr elr_el1, {}",
+                in(reg) esr, in(reg) spsr, in(reg) elr, options(nomem, nostack, preserves_flags));
+            if let Some(far) = far {
+                core::arch::asm!("msr far_el1, {}", in(reg) far, options(nomem, nostack, preserves_flags));
+            }
+        }
+    }
+
+    fn translate_guest_va(&mut self, va: u64, write: bool) -> u64 {
+        let par: u64;
+        // SAFETY: AT walks the guest's tables through stage 2 without
+        // accessing memory architecturally visible to software; the guest's
+        // own PAR_EL1 is saved and restored around it.
+        unsafe {
+            if write {
+                core::arch::asm!(
+                    "mrs {saved}, par_el1",
+                    "at s12e1w, {va}",
+                    "isb",
+                    "mrs {par}, par_el1",
+                    "msr par_el1, {saved}",
+                    va = in(reg) va, par = out(reg) par, saved = out(reg) _,
+                    options(nostack, preserves_flags))
+            } else {
+                core::arch::asm!(
+                    "mrs {saved}, par_el1",
+                    "at s12e1r, {va}",
+                    "isb",
+                    "mrs {par}, par_el1",
+                    "msr par_el1, {saved}",
+                    va = in(reg) va, par = out(reg) par, saved = out(reg) _,
+                    options(nostack, preserves_flags))
+            }
+        };
+        par
+    }
+
+    fn clean_invalidate_set_way(&mut self, operand: u64) {
+        // SAFETY: clean and invalidate by set/way writes dirty lines back
+        // before dropping them, so no one's data is lost.
+        unsafe {
+            core::arch::asm!("dc cisw, {}", "dsb sy", in(reg) operand, options(nostack, preserves_flags))
+        };
+    }
+}

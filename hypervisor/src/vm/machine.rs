@@ -1,0 +1,342 @@
+//! A running VM on real hardware: guest RAM, stage 2, the guest image and
+//! device tree in place, the vcpu, and the run loop around the exit handler.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::arch::aarch64::cpu::CpuFeatures;
+use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
+use crate::arch::aarch64::tlb::{dcache_range, CacheOp, Stage2Tlb};
+use crate::console;
+use crate::devices::vpl011::VPl011;
+use crate::mm::addr::{Ipa, IpaRange, PhysRange, PAGE_SIZE, SIZE_2M};
+use crate::mm::frame::{FrameAllocator, FrameError};
+use crate::mm::pgtable::pool::{IdentityMap, PoolError, TablePool};
+use crate::mm::stage2::{Stage2, Stage2Config, Stage2Error, Vmid, VtcrError};
+use crate::platform::GicVersion;
+use crate::vm::config::VmConfig;
+use crate::vm::exit::{self, ExitState, Outcome, Stage2Query};
+use crate::vm::fdt_writer::FdtError;
+use crate::vm::guest_dt::{self, GuestDtConfig, GuestGic, GuestUart};
+use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info};
+use crate::vm::image::{self, ImageError};
+use crate::vm::layout;
+use crate::vm::mmio::MmioBus;
+use crate::vm::psci::PsciState;
+use crate::vm::vcpu::{self, VcpuContext};
+
+/// Table pages for a VM's stage 2: RAM in blocks and a few devices need a
+/// handful; BAR relocations and splits take more. A bounded pool: running
+/// out is an error, never an allocator panic (hostile-guest item 13).
+const STAGE2_POOL_PAGES: u64 = 256;
+
+/// Room kept at the top of guest RAM for the guest's device tree.
+const DT_RESERVE: u64 = SIZE_2M;
+
+/// MPIDR_EL1 the guest's only vcpu reads: affinity 0, bit 31 RES1.
+const VCPU_MPIDR: u64 = 1 << 31;
+
+/// Why a VM could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Not enough physical memory.
+    Frames(FrameError),
+    /// Stage-2 configuration.
+    Vtcr(VtcrError),
+    /// Stage-2 table pool.
+    Pool(PoolError),
+    /// Stage-2 mapping.
+    Stage2(Stage2Error),
+    /// The guest image.
+    Image(ImageError),
+    /// The guest device tree.
+    DeviceTree(FdtError),
+    /// An emulated device could not be placed.
+    Bus,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frames(e) => write!(f, "guest memory: {e}"),
+            Self::Vtcr(e) => write!(f, "stage 2: {e:?}"),
+            Self::Pool(e) => write!(f, "stage-2 tables: {e}"),
+            Self::Stage2(e) => write!(f, "stage 2: {e:?}"),
+            Self::Image(e) => write!(f, "guest image: {e}"),
+            Self::DeviceTree(e) => write!(f, "guest device tree: {e}"),
+            Self::Bus => write!(f, "emulated devices overlap"),
+        }
+    }
+}
+
+/// How a VM ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmEnd {
+    /// PSCI SYSTEM_OFF (or CPU_OFF of the last vcpu).
+    PowerOff,
+    /// PSCI SYSTEM_RESET: by this project's convention for test guests, a
+    /// failure verdict.
+    Reset,
+    /// The VM could not go on; the hypervisor is fine.
+    Stopped(&'static str),
+}
+
+/// What is mapped where in a VM's IPA space, for the stage-2 hypercall.
+struct IpaMap {
+    regions: Vec<(IpaRange, MappingKind)>,
+    features: Stage2Features,
+}
+
+/// A VM ready to run.
+pub struct Vm {
+    stage2: Stage2<IdentityMap>,
+    exits: ExitState,
+    ctx: Box<VcpuContext>,
+    el2: GuestEl2Config,
+    ipa_map: IpaMap,
+    ram_pa: PhysRange,
+}
+
+impl Stage2Query for (&Stage2<IdentityMap>, &IpaMap) {
+    fn stage2_info(&self, ipa: Ipa) -> Stage2Info {
+        let (stage2, map) = *self;
+        let kind = map
+            .regions
+            .iter()
+            .find(|(r, _)| r.contains(ipa))
+            .map_or(MappingKind::Unmapped, |(_, k)| *k);
+        let translation = stage2.translate(ipa);
+        Stage2Info {
+            mem_attr: translation.map_or(0, |t| t.attrs.memattr.bits()),
+            kind,
+            features: Stage2Features {
+                xn: translation.is_some_and(|t| t.attrs.xn),
+                ..map.features
+            },
+        }
+    }
+
+    fn bar_check(&self, _bdf: u16, _bar: u8) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl Vm {
+    /// Builds the VM: guest RAM, stage 2, the image and device tree in
+    /// guest RAM, the emulated devices and the vcpu at the image's entry.
+    pub fn build(
+        config: &VmConfig,
+        frames: &mut FrameAllocator,
+        cpu: &CpuFeatures,
+    ) -> Result<Self, BuildError> {
+        // Guest RAM, 2 MiB aligned so stage 2 can use blocks.
+        let ram_pa = frames
+            .alloc(config.ram.size(), SIZE_2M)
+            .map_err(BuildError::Frames)?;
+        let pool_pa = frames
+            .alloc(STAGE2_POOL_PAGES * PAGE_SIZE, PAGE_SIZE * 16)
+            .map_err(BuildError::Frames)?;
+        let pool = TablePool::new(pool_pa, IdentityMap).map_err(BuildError::Pool)?;
+        let s2config =
+            Stage2Config::new(cpu.ps_field(), config.ipa_bits).map_err(BuildError::Vtcr)?;
+        let mut stage2 =
+            Stage2::new(s2config, Vmid(1), config.features, pool).map_err(BuildError::Stage2)?;
+        let mut tlb = Stage2Tlb;
+        stage2
+            .map_ram(config.ram, ram_pa.start(), &mut tlb)
+            .map_err(BuildError::Stage2)?;
+
+        // SAFETY: the frame allocator gave this range to the VM alone, and
+        // the EL2 map covers all usable RAM read-write.
+        let ram = unsafe {
+            core::slice::from_raw_parts_mut(ram_pa.start().raw() as *mut u8, ram_pa.size() as usize)
+        };
+        // Whatever was in these frames before is not the guest's to see.
+        ram.fill(0);
+
+        // The guest image, from the loader's initrd.
+        // SAFETY: the DT says the loader put the initrd here; the EL2 map
+        // covers it read-only and it was carved out of usable memory.
+        let file = unsafe {
+            core::slice::from_raw_parts(
+                config.image.start().raw() as *const u8,
+                config.image.size() as usize,
+            )
+        };
+        let parsed = image::parse(file).map_err(BuildError::Image)?;
+        let placed = image::placement(&parsed, config.ram, file.len() as u64, DT_RESERVE)
+            .map_err(BuildError::Image)?;
+        let entry = parsed
+            .entry(&placed)
+            .ok_or(BuildError::Image(ImageError::Empty))?;
+        let offset = (placed.start().raw() - config.ram.start().raw()) as usize;
+        ram.get_mut(offset..offset + file.len())
+            .ok_or(BuildError::Image(ImageError::Empty))?
+            .copy_from_slice(file);
+
+        // The guest's device tree, at the top of its RAM.
+        let gic = match config.gic {
+            GicVersion::V2 => GuestGic::V2 {
+                dist: layout::GIC_DIST,
+                cpu: layout::GIC_CPU,
+            },
+            GicVersion::V3 => GuestGic::V3 {
+                dist: layout::GIC_DIST,
+                // One vcpu: one redistributor frame pair.
+                redist: IpaRange::new(layout::GIC_REDIST.start(), 0x2_0000)
+                    .unwrap_or(layout::GIC_REDIST),
+            },
+        };
+        let dt = guest_dt::build(&GuestDtConfig {
+            ram: config.ram,
+            cpu_mpidrs: &[0],
+            uart: Some(GuestUart {
+                base: layout::UART.start(),
+                size: layout::UART.size(),
+                spi: layout::UART_SPI,
+            }),
+            gic,
+            timer_ppis: [13, 14, 11, 10],
+            psci_method: "hvc",
+            bootargs: &config.bootargs,
+            stdout_path: true,
+            initrd: None,
+            pcie: None,
+            hypervisor_node: true,
+        })
+        .map_err(BuildError::DeviceTree)?;
+        let dt_ipa = config.ram.end().raw() - DT_RESERVE;
+        let dt_offset = (dt_ipa - config.ram.start().raw()) as usize;
+        ram.get_mut(dt_offset..dt_offset + dt.len())
+            .ok_or(BuildError::DeviceTree(FdtError::TooLarge))?
+            .copy_from_slice(&dt);
+
+        if stage2.ram_needs_clean_to_poc() {
+            // Without FWB the guest starts with its MMU and caches off and
+            // reads memory directly: what the hypervisor wrote through its
+            // cacheable map must reach the point of coherency first.
+            // SAFETY: guest RAM is mapped in the EL2 map; cleaning loses nothing.
+            unsafe {
+                dcache_range(
+                    CacheOp::CleanInvalidate,
+                    ram_pa.start().raw(),
+                    ram_pa.size(),
+                    cpu.dcache_line(),
+                )
+            };
+        }
+
+        let mut bus = MmioBus::new();
+        bus.register(
+            layout::UART,
+            Box::new(VPl011::new(|b: u8| console::guest_write_byte(b))),
+        )
+        .map_err(|_| BuildError::Bus)?;
+        let mut psci = PsciState::new(VCPU_MPIDR);
+        psci.set_entry_range(config.ram);
+
+        let mut ctx = Box::new(VcpuContext::default());
+        ctx.guest.pc = entry.raw();
+        ctx.guest.pstate = vcpu::INITIAL_PSTATE;
+        ctx.guest.x[0] = dt_ipa;
+
+        let el2 = GuestEl2Config {
+            hcr: vcpu::hcr_for(cpu, true),
+            vtcr: stage2.vtcr(),
+            vttbr: stage2.vttbr(),
+            mdcr: vcpu::mdcr(),
+            cnthctl: vcpu::cnthctl(),
+            cptr: vcpu::cptr(),
+            vmpidr: VCPU_MPIDR,
+        };
+        let ipa_map = IpaMap {
+            regions: alloc::vec![
+                (config.ram, MappingKind::GuestRam),
+                (layout::UART, MappingKind::EmulatedMmio),
+            ],
+            features: Stage2Features {
+                fwb: config.features.fwb,
+                dic: config.features.dic,
+                idc: config.features.idc,
+                xn: false,
+            },
+        };
+        log::info!(
+            "vm: {} MiB RAM at IPA {} (PA {}), {} of {} KiB at {}, entry {}, DT at {:#x}, bootargs {:?}",
+            config.ram.size() >> 20,
+            config.ram.start(),
+            ram_pa.start(),
+            match parsed.kind {
+                image::ImageKind::Image => "arm64 Image",
+                image::ImageKind::Flat => "flat binary",
+            },
+            file.len() >> 10,
+            placed.start(),
+            entry,
+            dt_ipa,
+            config.bootargs
+        );
+        log::info!(
+            "vm: stage 2 VTCR_EL2={:#x} VTTBR_EL2={:#x}, {} table pages, guest RAM MemAttr {:#06b}{}",
+            stage2.vtcr(),
+            stage2.vttbr(),
+            stage2.table().table_pages(),
+            stage2
+                .translate(config.ram.start())
+                .map_or(0, |t| t.attrs.memattr.bits()),
+            if stage2.ram_needs_clean_to_poc() {
+                " (no FWB: guest RAM cleaned to PoC)"
+            } else {
+                " (FWB: forced write-back)"
+            }
+        );
+        Ok(Self {
+            exits: ExitState::new(bus, psci, config.ipa_bits),
+            stage2,
+            ctx,
+            el2,
+            ipa_map,
+            ram_pa,
+        })
+    }
+
+    /// Runs the vcpu until the VM ends.
+    pub fn run(&mut self) -> VmEnd {
+        // SAFETY: stage 2 maps only the VM's own RAM (emulated devices are
+        // left unmapped so they trap).
+        unsafe { guest::configure_el2(&self.el2) };
+        let mut arch = HwGuestArch;
+        loop {
+            // SAFETY: configured above; the context belongs to this VM.
+            let _vector = unsafe { guest::run(&mut self.ctx) };
+            let outcome = exit::handle_exit(
+                &mut self.ctx.guest,
+                &mut self.exits,
+                &mut arch,
+                &(&self.stage2, &self.ipa_map),
+            );
+            match outcome {
+                Outcome::Resume => {}
+                Outcome::PowerOff => return VmEnd::PowerOff,
+                Outcome::Reset => return VmEnd::Reset,
+                Outcome::Stop(why) => return VmEnd::Stopped(why),
+            }
+        }
+    }
+
+    /// Exit counters so far.
+    pub fn exit_count(&self, counter: ExitCounter) -> u64 {
+        self.exits.counters.get(counter)
+    }
+
+    /// Where the guest's RAM is.
+    pub fn ram(&self) -> PhysRange {
+        self.ram_pa
+    }
+
+    /// The guest PC at the last exit.
+    pub fn guest_pc(&self) -> u64 {
+        self.ctx.guest.pc
+    }
+}
