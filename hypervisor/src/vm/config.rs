@@ -90,7 +90,7 @@ impl VmConfig {
             return Ok(None);
         };
         let requested = options.guest_mem.unwrap_or(DEFAULT_RAM);
-        if !(MIN_RAM..=layout::MAX_RAM).contains(&requested) || requested % SIZE_2M != 0 {
+        if !(MIN_RAM..=layout::MAX_RAM).contains(&requested) || !requested.is_multiple_of(SIZE_2M) {
             return Err(ConfigError::RamSize {
                 requested,
                 min: MIN_RAM,
