@@ -17,6 +17,8 @@
 #   EXPECT_EXIT   QEMU exit status: a number, or "nonzero"    [0]
 #   EXPECT=()     extended regexes that must all appear in the console log
 #   REJECT=()     extended regexes that must not appear       [("panicked at")]
+#   COMMAND=()    run this instead of QEMU (e.g. scripts/debug --batch);
+#                 its output is the log and its status the exit status [()]
 # and may define:
 #   prepare()     run before QEMU (e.g. to derive an image and set KERNEL)
 #   check()       extra checks; $1 is the console log; non-zero return fails
@@ -65,6 +67,7 @@ scenario_load() {
     EXPECT_EXIT=0
     EXPECT=()
     REJECT=("panicked at")
+    COMMAND=()
     unset -f prepare check
     # shellcheck disable=SC1090
     source "$SCENARIO_DIR/$name.sh"

@@ -187,8 +187,10 @@ impl ExitCounter {
     }
 }
 
-/// The exit counters of one VM.
+/// The exit counters of one VM. `repr(C)`: the debugger reads them as eight
+/// u64s in [`ExitCounter`] order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct ExitCounters {
     counts: [u64; ExitCounter::COUNT],
 }

@@ -4,6 +4,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
@@ -36,6 +37,11 @@ const DT_RESERVE: u64 = SIZE_2M;
 
 /// MPIDR_EL1 the guest's only vcpu reads: affinity 0, bit 31 RES1.
 const VCPU_MPIDR: u64 = 1 << 31;
+
+/// Where the running VM's exit counters are, for the debugger's `hv-exits`
+/// (0 while no VM runs). Exported unmangled so gdb finds it by name.
+#[no_mangle]
+pub static HV_EXIT_COUNTERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a VM could not be built.
 #[derive(Debug)]
@@ -120,6 +126,18 @@ impl Stage2Query for (&Stage2<IdentityMap>, &IpaMap) {
     fn bar_check(&self, _bdf: u16, _bar: u8) -> Option<(u64, u64)> {
         None
     }
+}
+
+/// One exit of the vcpu, handled. A plain function that is never inlined:
+/// the place to break in a debugger (`break hypervisor::vm::machine::vcpu_exit`).
+#[inline(never)]
+fn vcpu_exit(vm: &mut Vm, arch: &mut HwGuestArch) -> Outcome {
+    exit::handle_exit(
+        &mut vm.ctx.guest,
+        &mut vm.exits,
+        arch,
+        &(&vm.stage2, &vm.ipa_map),
+    )
 }
 
 impl Vm {
@@ -307,15 +325,14 @@ impl Vm {
         // left unmapped so they trap).
         unsafe { guest::configure_el2(&self.el2) };
         let mut arch = HwGuestArch;
+        HV_EXIT_COUNTERS.store(
+            core::ptr::addr_of!(self.exits.counters) as usize,
+            Ordering::Relaxed,
+        );
         loop {
             // SAFETY: configured above; the context belongs to this VM.
             let _vector = unsafe { guest::run(&mut self.ctx) };
-            let outcome = exit::handle_exit(
-                &mut self.ctx.guest,
-                &mut self.exits,
-                &mut arch,
-                &(&self.stage2, &self.ipa_map),
-            );
+            let outcome = vcpu_exit(self, &mut arch);
             match outcome {
                 Outcome::Resume => {}
                 Outcome::PowerOff => return VmEnd::PowerOff,
