@@ -43,7 +43,7 @@ pub struct CpuFeatures {
 }
 
 /// Physical address bits for each PARange encoding (Arm ARM, ID_AA64MMFR0_EL1.PARange).
-pub fn parange_bits(parange: u8) -> Option<u8> {
+pub const fn parange_bits(parange: u8) -> Option<u8> {
     match parange {
         0 => Some(32),
         1 => Some(36),

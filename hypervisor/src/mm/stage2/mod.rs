@@ -18,7 +18,7 @@ use crate::mm::attrs::{stage2_policy, AttrError, BarPolicy, Features, MemoryInte
 use crate::mm::pgtable::{MapError, PageTable, PhysToVirt, TablePool, TlbMaint, Translation, Walk};
 
 pub use descriptor::{S2Ap, S2Attrs, Stage2Regime};
-pub use vtcr::{pa_bits_from_parange, vttbr, Stage2Config, Vmid, VtcrError};
+pub use vtcr::{vttbr, Stage2Config, Vmid, VtcrError};
 
 /// Stage-2 TLB maintenance, implemented by the arch layer with the real
 /// instructions (and by a recorder in host tests).

@@ -18,6 +18,7 @@
 //! The chosen start level is the one with the fewest lookup levels; among
 //! equals, the one with the fewest concatenated tables.
 
+use crate::arch::aarch64::cpu::parange_bits;
 use core::fmt;
 
 use tock_registers::{register_bitfields, LocalRegisterCopy};
@@ -46,20 +47,6 @@ register_bitfields! {u64,
 pub const MIN_IPA_BITS: u32 = 32;
 /// Largest IPA size with a 4 KiB granule and no FEAT_LPA2.
 pub const MAX_IPA_BITS: u32 = 48;
-
-/// PA size in bits for an ID_AA64MMFR0_EL1.PARange value, or `None` if unknown.
-pub const fn pa_bits_from_parange(parange: u8) -> Option<u32> {
-    match parange {
-        0 => Some(32),
-        1 => Some(36),
-        2 => Some(40),
-        3 => Some(42),
-        4 => Some(44),
-        5 => Some(48),
-        6 => Some(52),
-        _ => None,
-    }
-}
 
 /// Why a stage-2 configuration cannot be built.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,7 +89,9 @@ impl Stage2Config {
     /// The configuration for a VM with `ipa_bits` of IPA space on a CPU whose
     /// ID_AA64MMFR0_EL1.PARange is `parange`.
     pub fn new(parange: u8, ipa_bits: u32) -> Result<Self, VtcrError> {
-        let pa_bits = pa_bits_from_parange(parange).ok_or(VtcrError::UnknownPaRange(parange))?;
+        let pa_bits = parange_bits(parange)
+            .map(u32::from)
+            .ok_or(VtcrError::UnknownPaRange(parange))?;
         if !(MIN_IPA_BITS..=MAX_IPA_BITS).contains(&ipa_bits) {
             return Err(VtcrError::UnsupportedIpaBits(ipa_bits));
         }
