@@ -11,7 +11,6 @@
 extern crate alloc;
 
 pub mod arch;
-#[cfg(target_os = "none")]
 pub mod attrcheck;
 pub mod backtrace;
 pub mod cmdline;

@@ -42,8 +42,10 @@ EOF
 HV_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$HV_ROOT/out"
 HV_TARGET=aarch64-unknown-none-softfloat
-HV_ELF="$HV_ROOT/target/$HV_TARGET/release/hypervisor"
-GUEST_ELF="$HV_ROOT/target/$HV_TARGET/release/guest-payload"
+# Cargo puts its output under CARGO_TARGET_DIR when that is set.
+HV_TARGET_DIR="${CARGO_TARGET_DIR:-$HV_ROOT/target}"
+HV_ELF="$HV_TARGET_DIR/$HV_TARGET/release/hypervisor"
+GUEST_ELF="$HV_TARGET_DIR/$HV_TARGET/release/guest-payload"
 HV_BIN="$OUT/hypervisor.bin"
 GUEST_BIN="$OUT/guest-payload.bin"
 QEMU_MIN_MAJOR=10

@@ -96,3 +96,21 @@ pub unsafe fn dcache_range(op: CacheOp, start: u64, len: u64, line: u64) {
     // SAFETY: barriers only wait for the maintenance above.
     unsafe { asm!("dsb sy", "isb", options(nostack, preserves_flags)) };
 }
+
+impl Stage2Tlb {
+    /// Drops every TLB entry of the current VMID, stage 1 and stage 2
+    /// (`TLBI VMALLS12E1IS`), and waits for completion: for when a VMID's
+    /// tables are about to be freed or reused.
+    pub fn invalidate_vmid(&mut self) {
+        // SAFETY: TLB invalidation only drops cached translations.
+        unsafe {
+            asm!(
+                "dsb ishst",
+                "tlbi vmalls12e1is",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+}
