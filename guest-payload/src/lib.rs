@@ -14,6 +14,7 @@
 pub mod cmdline;
 pub mod esr;
 pub mod mmu;
+pub mod pci;
 pub mod platform;
 pub mod smccc;
 pub mod trap;
