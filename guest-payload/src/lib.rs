@@ -18,6 +18,7 @@ pub mod pci;
 pub mod platform;
 pub mod smccc;
 pub mod trap;
+pub mod wc;
 
 #[cfg(target_os = "none")]
 pub mod arch;
