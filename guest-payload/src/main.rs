@@ -83,6 +83,11 @@ mod el1 {
             Ok(TestMode::Abort) => abort(&ctx),
             Ok(TestMode::Psci) => psci(&ctx),
             Ok(TestMode::Probes) => probes(&ctx),
+            Ok(TestMode::Wc) => guest_payload::arch::wc::run(
+                &ctx.platform,
+                ctx.hypervisor,
+                cmdline::wc_bars(ctx.platform.bootargs),
+            ),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())

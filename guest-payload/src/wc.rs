@@ -16,8 +16,6 @@ pub const MIN_BAR: u64 = 4096;
 /// The loops run in chunks of this many bytes (or the whole window, if
 /// smaller) between looks at the counter.
 pub const CHUNK: u64 = 64 << 10;
-/// Bytes one block of eight 64-bit accesses covers.
-pub const BLOCK: u64 = 64;
 
 /// Base classes whose prefetchable BARs are memory: display controllers
 /// (frame buffers, VRAM), memory controllers (ivshmem), co-processors and
@@ -371,7 +369,7 @@ impl fmt::Display for TableRow<'_> {
         };
         write!(
             f,
-            "  {:<14} {:<14} {:<9} {:>12} {:>12}  {:<6} {:>8}  {}",
+            "  {:<14} {:<14} {:<9} {:>12} {:>12}  {:<6} {:>8}",
             m.requested.slug(),
             m.effective_name(),
             if m.unaligned_ok { "ok" } else { "fault" },
@@ -382,9 +380,12 @@ impl fmt::Display for TableRow<'_> {
                 value: m.write,
                 base: self.base_write,
             },
-            note,
         )?;
-        Ok(())
+        if note.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "  {note}")
+        }
     }
 }
 
