@@ -11,15 +11,19 @@ pub enum TestMode {
     Psci,
     /// Self-test of the fault probes and the stage-1 attribute helpers.
     Probes,
+    /// Write-combine benchmark: every memory BAR under each memory type,
+    /// with the effective type checked against the stage-2 policy.
+    Wc,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 4] = [
+    pub const ALL: [TestMode; 5] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
         TestMode::Probes,
+        TestMode::Wc,
     ];
 
     /// The name used after `test=`.
@@ -29,6 +33,7 @@ impl TestMode {
             TestMode::Abort => "abort",
             TestMode::Psci => "psci",
             TestMode::Probes => "probes",
+            TestMode::Wc => "wc",
         }
     }
 
@@ -59,10 +64,11 @@ impl core::fmt::Display for CmdlineError<'_> {
 }
 
 /// Picks the test from the command line: the last `test=` wins, as with
-/// kernel parameters; without one the guest runs `hello`. Other words are
-/// ignored so the same command line can carry options for later tests.
+/// kernel parameters; without one the guest runs `wc`, the benchmark it
+/// exists for. Other words are ignored so the same command line can carry
+/// options for the tests.
 pub fn parse(bootargs: &str) -> Result<TestMode, CmdlineError<'_>> {
-    let mut mode = TestMode::Hello;
+    let mut mode = TestMode::Wc;
     for word in bootargs.split_ascii_whitespace() {
         if let Some(name) = word.strip_prefix("test=") {
             mode = TestMode::from_name(name).ok_or(CmdlineError::UnknownTest(name))?;
@@ -71,14 +77,48 @@ pub fn parse(bootargs: &str) -> Result<TestMode, CmdlineError<'_>> {
     Ok(mode)
 }
 
+/// Which memory BARs the `wc` test writes to (`wc-bars=` on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WcBars {
+    /// `wc-bars=memory`, the default: prefetchable BARs of functions whose
+    /// class says the BAR is memory (display, memory controller, processing
+    /// accelerator). Register BARs are left alone: stores to them have side
+    /// effects (a NIC's registers can start DMA), and they do not read back.
+    Memory,
+    /// `wc-bars=all`: every memory BAR of at least 4 KiB, for a device the
+    /// user knows to be safe.
+    All,
+}
+
+/// Reads `wc-bars=`; the last one wins, unknown values keep the default.
+pub fn wc_bars(bootargs: &str) -> WcBars {
+    let mut bars = WcBars::Memory;
+    for word in bootargs.split_ascii_whitespace() {
+        match word.strip_prefix("wc-bars=") {
+            Some("all") => bars = WcBars::All,
+            Some("memory") => bars = WcBars::Memory,
+            _ => {}
+        }
+    }
+    bars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn default_is_hello() {
-        assert_eq!(parse(""), Ok(TestMode::Hello));
-        assert_eq!(parse("  console=ttyAMA0 "), Ok(TestMode::Hello));
+    fn default_is_wc() {
+        assert_eq!(parse(""), Ok(TestMode::Wc));
+        assert_eq!(parse("  console=ttyAMA0 "), Ok(TestMode::Wc));
+    }
+
+    #[test]
+    fn wc_bars_option() {
+        assert_eq!(wc_bars(""), WcBars::Memory);
+        assert_eq!(wc_bars("test=wc wc-bars=all"), WcBars::All);
+        assert_eq!(wc_bars("wc-bars=all wc-bars=memory"), WcBars::Memory);
+        assert_eq!(wc_bars("wc-bars=bogus"), WcBars::Memory);
     }
 
     #[test]
@@ -86,6 +126,8 @@ mod tests {
         assert_eq!(parse("test=abort"), Ok(TestMode::Abort));
         assert_eq!(parse("quiet test=psci\n"), Ok(TestMode::Psci));
         assert_eq!(parse("test=hello test=probes"), Ok(TestMode::Probes));
+        assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
+        assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
     }
 
     #[test]
@@ -94,7 +136,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes"
+            "unknown test \"x\"; known: hello abort psci probes wc"
         );
     }
 

@@ -14,9 +14,11 @@
 pub mod cmdline;
 pub mod esr;
 pub mod mmu;
+pub mod pci;
 pub mod platform;
 pub mod smccc;
 pub mod trap;
+pub mod wc;
 
 #[cfg(target_os = "none")]
 pub mod arch;

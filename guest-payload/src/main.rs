@@ -83,6 +83,7 @@ mod el1 {
             Ok(TestMode::Abort) => abort(&ctx),
             Ok(TestMode::Psci) => psci(&ctx),
             Ok(TestMode::Probes) => probes(&ctx),
+            Ok(TestMode::Wc) => wc(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -398,6 +399,15 @@ mod el1 {
             println!("GUEST probes no hypervisor: AT S1E1W on scratch: {par}");
         }
         if ok {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn wc(ctx: &Context<'_>) -> Verdict {
+        let bars = cmdline::wc_bars(ctx.platform.bootargs);
+        if guest_payload::arch::wc::run(&ctx.platform, ctx.hypervisor, bars) {
             Ok(())
         } else {
             Err(())

@@ -29,11 +29,24 @@ pub enum MemType {
     NormalNC,
     /// Normal Write-Back (read/write-allocate, non-transient), MAIR index 4.
     NormalWB,
+    /// Device-nGRE, MAIR index 5: reordering but no gathering. Appended last
+    /// so the other types keep their indexes.
+    DeviceNGRE,
 }
 
 impl MemType {
     /// All types, in MAIR index order.
-    pub const ALL: [MemType; 5] = [
+    pub const ALL: [MemType; 6] = [
+        MemType::DeviceNGnRnE,
+        MemType::DeviceNGnRE,
+        MemType::DeviceGRE,
+        MemType::NormalNC,
+        MemType::NormalWB,
+        MemType::DeviceNGRE,
+    ];
+
+    /// The types the write-combine benchmark measures, strongest first.
+    pub const MEASURED: [MemType; 5] = [
         MemType::DeviceNGnRnE,
         MemType::DeviceNGnRE,
         MemType::DeviceGRE,
@@ -59,7 +72,14 @@ impl MemType {
             MemType::DeviceGRE => 0x0c,
             MemType::NormalNC => 0x44,
             MemType::NormalWB => 0xff,
+            MemType::DeviceNGRE => 0x08,
         }
+    }
+
+    /// The lower-case name used in machine-readable results
+    /// (`device-ngnre`, `normal-nc`, ...).
+    pub fn slug(self) -> &'static str {
+        attr_slug(self.mair_attr())
     }
 
     /// The name used in reports.
@@ -71,7 +91,7 @@ impl MemType {
     pub fn is_device(self) -> bool {
         matches!(
             self,
-            MemType::DeviceNGnRnE | MemType::DeviceNGnRE | MemType::DeviceGRE
+            MemType::DeviceNGnRnE | MemType::DeviceNGnRE | MemType::DeviceNGRE | MemType::DeviceGRE
         )
     }
 }
@@ -97,6 +117,39 @@ pub fn attr_name(attr: u8) -> &'static str {
     }
 }
 
+/// The lower-case name of a MAIR-encoded attribute as the write-combine
+/// results spell it: the four Device types, `normal-nc` for Non-cacheable
+/// inner and outer, `normal-wt` when either half is Write-Through, and
+/// `normal-wb` for any other cacheable combination. Encodings that are not
+/// Device or Normal (Device with the low bits set, FEAT_XS and FEAT_MTE
+/// forms) are `other`.
+pub fn attr_slug(attr: u8) -> &'static str {
+    let (outer, inner) = (attr >> 4, attr & 0xf);
+    if outer == 0 {
+        return match inner {
+            0x0 => "device-ngnrne",
+            0x4 => "device-ngnre",
+            0x8 => "device-ngre",
+            0xc => "device-gre",
+            _ => "other",
+        };
+    }
+    // A Normal half: 0b0100 Non-cacheable, 0b00RW (RW != 00) and 0b10RW
+    // Write-Through, 0b01RW (RW != 00) and 0b11RW Write-Back.
+    let kind = |half: u8| match half {
+        0x4 => Some('n'),
+        0x0 => None,
+        0x1..=0x3 | 0x8..=0xb => Some('t'),
+        _ => Some('b'),
+    };
+    match (kind(outer), kind(inner)) {
+        (Some('n'), Some('n')) => "normal-nc",
+        (Some(o), Some(i)) if o == 't' || i == 't' => "normal-wt",
+        (Some(_), Some(_)) => "normal-wb",
+        _ => "other",
+    }
+}
+
 /// MAIR_EL1 with every [`MemType`] at its index.
 pub const MAIR_EL1: u64 = {
     let mut value = 0u64;
@@ -108,6 +161,7 @@ pub const MAIR_EL1: u64 = {
             MemType::DeviceGRE => 0x0c,
             MemType::NormalNC => 0x44,
             MemType::NormalWB => 0xff,
+            MemType::DeviceNGRE => 0x08,
         };
         value |= attr << (8 * i);
         i += 1;
@@ -555,13 +609,14 @@ mod tests {
 
     #[test]
     fn mair_holds_each_type_at_its_index() {
-        assert_eq!(MAIR_EL1, 0xff_440c_0400);
+        assert_eq!(MAIR_EL1, 0x08ff_440c_0400);
         for ty in MemType::ALL {
             let attr = (MAIR_EL1 >> (8 * ty.index())) as u8;
             assert_eq!(attr, ty.mair_attr());
             assert_eq!(MemType::from_index(ty.index()), Some(ty));
         }
-        assert_eq!(MemType::from_index(5), None);
+        assert_eq!(MemType::from_index(5), Some(MemType::DeviceNGRE));
+        assert_eq!(MemType::from_index(6), None);
     }
 
     #[test]
@@ -569,6 +624,31 @@ mod tests {
         assert_eq!(MemType::NormalNC.name(), "Normal-NC");
         assert_eq!(attr_name(0x08), "Device-nGRE");
         assert_eq!(attr_name(0x12), "other");
+    }
+
+    #[test]
+    fn attribute_slugs() {
+        let slugs: Vec<_> = MemType::MEASURED.iter().map(|t| t.slug()).collect();
+        assert_eq!(
+            slugs,
+            [
+                "device-ngnrne",
+                "device-ngnre",
+                "device-gre",
+                "normal-nc",
+                "normal-wb"
+            ]
+        );
+        assert_eq!(MemType::DeviceNGRE.slug(), "device-ngre");
+        assert!(MemType::DeviceNGRE.is_device());
+        assert_eq!(attr_slug(0xff), "normal-wb");
+        assert_eq!(attr_slug(0x4f), "normal-wb");
+        assert_eq!(attr_slug(0x77), "normal-wb");
+        assert_eq!(attr_slug(0xbb), "normal-wt");
+        assert_eq!(attr_slug(0xf8), "normal-wt");
+        assert_eq!(attr_slug(0x44), "normal-nc");
+        assert_eq!(attr_slug(0x01), "other");
+        assert_eq!(attr_slug(0x40), "other");
     }
 
     #[test]

@@ -195,6 +195,21 @@ impl PcieHost {
     /// Windows kept from `ranges`.
     pub const MAX_WINDOWS: usize = 6;
 
+    /// A host bridge from its parts; windows beyond [`Self::MAX_WINDOWS`]
+    /// are dropped.
+    pub fn new(ecam: Region, bus_start: u8, bus_end: u8, list: &[PciWindow]) -> Self {
+        let mut windows = [None; PcieHost::MAX_WINDOWS];
+        for (slot, w) in windows.iter_mut().zip(list) {
+            *slot = Some(*w);
+        }
+        PcieHost {
+            ecam,
+            bus_start,
+            bus_end,
+            windows,
+        }
+    }
+
     /// The windows in `ranges` order.
     pub fn windows(&self) -> impl Iterator<Item = &PciWindow> {
         self.windows.iter().flatten()

@@ -126,7 +126,7 @@ fn cache_line() -> u64 {
 
 /// Cleans and invalidates `region` to the point of coherency, so data written
 /// with the caches off is not shadowed by stale lines once they are on.
-fn clean_invalidate(region: Region) {
+pub fn clean_invalidate(region: Region) {
     let line = cache_line();
     let mut addr = region.base & !(line - 1);
     while addr < region.end() {

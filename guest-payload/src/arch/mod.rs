@@ -6,6 +6,7 @@ mod entry;
 pub mod firmware;
 pub mod mmu;
 pub mod probe;
+pub mod wc;
 
 use core::arch::asm;
 
