@@ -1188,3 +1188,52 @@ fn random_accesses_keep_the_invariants() {
     assert!(maps > 1000, "{maps} maps");
     assert!(moved > 50, "{moved} BARs mapped at new places");
 }
+
+#[test]
+fn a_64_bit_bar_written_high_half_first_still_lands() {
+    let (mut bus, _) = setup();
+    // High first: (0x90, old low) is legal and committed; the low half is
+    // then held and committed when decoding starts.
+    wr(&mut bus, 2, 0x14, 4, 0x90);
+    assert_eq!(rd(&mut bus, 2, 0x14, 4), 0x90);
+    wr(&mut bus, 2, 0x10, 4, 0x0004_0000);
+    wr(&mut bus, 2, 0x04, 2, u64::from(CMD_MEMORY));
+    assert_eq!(
+        events(&mut bus),
+        [
+            BarEvent::Map {
+                guest: range(0x90_0004_0000, 64 * K),
+                host: PhysAddr::new(0x80_0010_0000),
+                policy: BarPolicy::Device,
+            },
+            BarEvent::Map {
+                guest: range(0x1010_5000, 4 * K),
+                host: PhysAddr::new(0x1020_1000),
+                policy: BarPolicy::Device,
+            },
+        ]
+    );
+    // Half-word writes to the upper half merge like any other.
+    wr(&mut bus, 2, 0x04, 2, 0);
+    wr(&mut bus, 2, 0x16, 2, 0x0001);
+    assert_eq!(
+        rd(&mut bus, 2, 0x14, 4),
+        0x90,
+        "0x1_0000_0090 is past the window"
+    );
+    wr(&mut bus, 2, 0x14, 2, 0x00A0);
+    assert_eq!(rd(&mut bus, 2, 0x14, 4), 0xA0);
+}
+
+#[test]
+fn refusals_are_logged_once_per_device() {
+    let (mut bus, _) = setup();
+    wr(&mut bus, 0, 0x10, 4, 0x4000_0000);
+    wr(&mut bus, 0, 0x10, 4, 0x4000_0000);
+    assert!(bus.devices[0].warned.bar_refused);
+    assert!(!bus.devices[1].warned.bar_refused);
+    wr(&mut bus, 1, 0x04, 2, u64::from(CMD_MEMORY));
+    wr(&mut bus, 1, 0x18, 4, 0x3000_0000);
+    assert!(bus.devices[1].warned.bar_while_enabled);
+    assert!(!bus.devices[0].warned.bar_while_enabled);
+}
