@@ -2,3 +2,4 @@
 //! virtual configuration space guests see for passed-through devices.
 
 pub mod types;
+pub mod vconfig;
