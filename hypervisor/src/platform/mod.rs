@@ -410,13 +410,12 @@ fn cpu_range<'a>(
     let name = node.name();
     // Size and wrap first, in the bus's own terms.
     checked_range(name, property, index, start, size)?;
-    let cpu = translate::to_cpu(node, start, size).map_err(|why| {
-        PlatformError::NotTranslatable {
+    let cpu =
+        translate::to_cpu(node, start, size).map_err(|why| PlatformError::NotTranslatable {
             node: name,
             property,
             why,
-        }
-    })?;
+        })?;
     checked_range(name, property, index, cpu, size)
 }
 
@@ -768,10 +767,7 @@ fn read_reserved<'a>(
     // Children with only `size` ask the OS to allocate; nothing is reserved yet.
     // Disabled children are templates firmware may fill in (the Raspberry
     // Pi's nvram@0 has reg size 0 until then).
-    for child in parent
-        .children()
-        .filter(|c| c.has("reg") && c.is_enabled())
-    {
+    for child in parent.children().filter(|c| c.has("reg") && c.is_enabled()) {
         for range in reg(&child)? {
             let r = Reserved {
                 node: child.name(),
