@@ -12,7 +12,7 @@ Usage: scripts/lib/common.sh COMMAND [ARGS]
 
 This file is normally sourced by the other scripts. Run directly it offers:
 
-  deps [run|test|debug]           check host tools (install them as root on
+  deps [run|test|debug|image]     check host tools (install them as root on
                                   Debian/Ubuntu, else print the commands)
   build                           cargo hv + cargo guest, then flat images in out/
   symbolize [ELF]                 stdin->stdout filter that appends
@@ -268,7 +268,7 @@ llvm_tool() {
     return 1
 }
 
-# need_tools [run|test|debug]
+# need_tools [run|test|debug|image]
 # Checks the host tools the given use needs. Missing Debian/Ubuntu packages
 # are installed when running as root; otherwise the exact commands are
 # printed. Returns non-zero if something is still missing. Fast when all is
@@ -278,12 +278,21 @@ need_tools() {
     local -a pkgs=() cmds=() problems=()
     local qemu_major codename id backports="" ok=0
 
-    qemu_major=$(_qemu_major)
+    # "image" (scripts/image) only builds and packs: mkimage and cargo.
+    if [[ $use == image ]]; then
+        qemu_major=$QEMU_MIN_MAJOR
+    else
+        qemu_major=$(_qemu_major)
+    fi
     ((qemu_major >= QEMU_MIN_MAJOR)) || pkgs+=(qemu-system-arm)
-    _have dtc || pkgs+=(device-tree-compiler)
+    [[ $use == image ]] || _have dtc || pkgs+=(device-tree-compiler)
     _have mkimage || pkgs+=(u-boot-tools)
-    [[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ]] || pkgs+=(u-boot-qemu)
-    _have aarch64-linux-gnu-addr2line || pkgs+=(binutils-aarch64-linux-gnu)
+    if [[ $use != image ]]; then
+        [[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ]] || pkgs+=(u-boot-qemu)
+        _have aarch64-linux-gnu-addr2line || pkgs+=(binutils-aarch64-linux-gnu)
+        # Extracting the Raspberry Pi 4 DTB from Debian's arm64 kernel package.
+        _have dpkg-deb || pkgs+=(dpkg)
+    fi
     if [[ $use == debug ]]; then
         _have gdb-multiarch || pkgs+=(gdb-multiarch)
     fi

@@ -461,6 +461,15 @@ impl<'a> Fdt<'a> {
         }
     }
 
+    /// Every node with its depth (the root is 0), depth first.
+    fn nodes_with_depth(&self) -> impl Iterator<Item = (Node<'a>, usize)> + 'a {
+        let mut walk = self.nodes();
+        core::iter::from_fn(move || {
+            let node = walk.next()?;
+            Some((node, walk.depth.saturating_sub(1)))
+        })
+    }
+
     /// The node at `path` (`/a/b@1`); a component without `@` matches a node
     /// whose name before `@` is equal.
     pub fn find(&self, path: &str) -> Option<Node<'a>> {
@@ -606,6 +615,24 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The node's ancestors, nearest first and the root last; empty for the
+    /// root. Found by walking the blob from the start, so it costs one pass.
+    pub fn parents(&self) -> Parents<'a> {
+        let mut stack: [Option<Node<'a>>; MAX_DEPTH] = [None; MAX_DEPTH];
+        let mut depth = 0usize;
+        for node in self.fdt.nodes_with_depth() {
+            let (node, d) = node;
+            if node.body == self.body {
+                depth = d;
+                break;
+            }
+            if let Some(slot) = stack.get_mut(d) {
+                *slot = Some(node);
+            }
+        }
+        Parents { stack, next: depth }
+    }
+
     /// The node's direct children.
     pub fn children(&self) -> Children<'a> {
         Children {
@@ -615,6 +642,23 @@ impl<'a> Node<'a> {
             inherited: self.for_children(),
             done: false,
         }
+    }
+}
+
+/// Iterator over a node's ancestors, nearest first (see [`Node::parents`]).
+pub struct Parents<'a> {
+    /// `stack[d]` is the ancestor at depth `d`.
+    stack: [Option<Node<'a>>; MAX_DEPTH],
+    /// Depth of the next ancestor to hand out, plus one.
+    next: usize,
+}
+
+impl<'a> Iterator for Parents<'a> {
+    type Item = Node<'a>;
+
+    fn next(&mut self) -> Option<Node<'a>> {
+        self.next = self.next.checked_sub(1)?;
+        *self.stack.get(self.next)?
     }
 }
 

@@ -12,9 +12,11 @@
 //! registers that overlap memory, and zero-size or wrapping regions are errors
 //! naming the node and property. Nothing here panics on any input.
 //!
-//! Not handled: translating addresses through a parent bus's `ranges` (every
-//! device is read as if its parent's address space were physical, as on QEMU
-//! virt and most arm64 boards with devices at the root).
+//! Every `reg` (and every PCIe window) is translated to a CPU physical
+//! address through its ancestors' `ranges` ([`translate`]), so devices under
+//! a bus with its own address space, like the Raspberry Pi 4's `/soc`, are
+//! found where the CPU sees them; a device behind a bus without `ranges` is
+//! refused by name.
 #![cfg_attr(
     not(test),
     deny(
@@ -29,11 +31,13 @@ pub mod fdt;
 pub mod fixed;
 #[cfg(test)]
 mod tests;
+pub mod translate;
 
 use core::fmt;
 
 use self::fdt::{Fdt, FdtError, Node};
 use self::fixed::FixedVec;
+use self::translate::Untranslatable;
 use crate::mm::addr::{PhysAddr, PhysRange, PAGE_SIZE};
 use crate::mm::regions::{usable_memory, RegionError, RegionList};
 
@@ -49,6 +53,8 @@ pub const MAX_REDIST_REGIONS: usize = 8;
 pub const MAX_RESERVED: usize = 32;
 /// Most memory reservation block entries.
 pub const MAX_MEMRESERVE: usize = 16;
+/// Most PCIe host bridges of kinds the hypervisor does not drive.
+pub const MAX_UNSUPPORTED_PCIE: usize = 4;
 
 /// Why the host DT was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +114,17 @@ pub enum PlatformError<'a> {
     },
     /// `/chosen/stdout-path` names no node.
     StdoutNotFound(&'a str),
+    /// A region whose bus address has no CPU address: a bus between the
+    /// node and the root has no `ranges`, or no window of it covers the
+    /// region.
+    NotTranslatable {
+        /// The node's name.
+        node: &'a str,
+        /// The property.
+        property: &'static str,
+        /// Why, and at which bus.
+        why: Untranslatable<'a>,
+    },
 }
 
 impl From<FdtError> for PlatformError<'_> {
@@ -152,6 +169,11 @@ impl fmt::Display for PlatformError<'_> {
             Self::StdoutNotFound(path) => {
                 write!(f, "/chosen: stdout-path \"{path}\" names no node")
             }
+            Self::NotTranslatable {
+                node,
+                property,
+                why,
+            } => write!(f, "{node}: {property}: {why}"),
         }
     }
 }
@@ -272,6 +294,17 @@ pub struct PciHostBridge<'a> {
     pub dma_coherent: bool,
 }
 
+/// A PCIe host bridge the hypervisor cannot drive: anything but generic ECAM
+/// (`device_type = "pci"` directly under a non-PCI bus). Its devices stay
+/// with the host; nothing is passed through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UnsupportedPcie<'a> {
+    /// The node's name.
+    pub node: &'a str,
+    /// Its first `compatible` string ("" if it has none).
+    pub compatible: &'a str,
+}
+
 /// How PSCI calls reach firmware.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PsciMethod {
@@ -314,8 +347,10 @@ pub struct Platform<'a> {
     pub gic: Gic,
     /// The architected timer, if described.
     pub timer: Option<Timer>,
-    /// PCIe host bridges.
+    /// Generic ECAM PCIe host bridges: the ones passthrough can use.
     pub pcie: FixedVec<PciHostBridge<'a>, MAX_PCIE>,
+    /// Other PCIe host bridges (`brcm,bcm2711-pcie`, ...), for the report.
+    pub unsupported_pcie: FixedVec<UnsupportedPcie<'a>, MAX_UNSUPPORTED_PCIE>,
     /// The PSCI conduit, if firmware implements PSCI.
     pub psci: Option<PsciMethod>,
     /// `/chosen`.
@@ -363,7 +398,29 @@ fn checked_range<'a>(
     })
 }
 
-/// The `reg` entries of `node`, read with its parent's cell sizes.
+/// `[start, start + size)` of `node`'s `property` entry `index`, given in
+/// the address space of `node`'s parent, as a CPU physical range.
+fn cpu_range<'a>(
+    node: &Node<'a>,
+    property: &'static str,
+    index: usize,
+    start: u64,
+    size: u64,
+) -> Result<PhysRange, PlatformError<'a>> {
+    let name = node.name();
+    // Size and wrap first, in the bus's own terms.
+    checked_range(name, property, index, start, size)?;
+    let cpu =
+        translate::to_cpu(node, start, size).map_err(|why| PlatformError::NotTranslatable {
+            node: name,
+            property,
+            why,
+        })?;
+    checked_range(name, property, index, cpu, size)
+}
+
+/// The `reg` entries of `node`, read with its parent's cell sizes and
+/// translated to CPU physical addresses.
 fn reg<'a>(
     node: &Node<'a>,
 ) -> Result<impl Iterator<Item = Result<PhysRange, PlatformError<'a>>> + 'a, PlatformError<'a>> {
@@ -385,6 +442,7 @@ fn reg<'a>(
             "length is not a whole number of (address, size) entries",
         ));
     }
+    let node = *node;
     Ok(prop
         .value
         .chunks_exact(stride)
@@ -393,7 +451,7 @@ fn reg<'a>(
             let (a, s) = entry.split_at(addr_len);
             let start = cells_value(a).ok_or(bad("bad cell"))?;
             let size = cells_value(s).ok_or(bad("bad cell"))?;
-            checked_range(name, "reg", i, start, size)
+            cpu_range(&node, "reg", i, start, size)
         }))
 }
 
@@ -593,7 +651,7 @@ fn read_pcie<'a>(node: &Node<'a>) -> Result<PciHostBridge<'a>, PlatformError<'a>
                 space,
                 prefetchable: hi & (1 << 30) != 0,
                 pci_addr,
-                cpu: checked_range(name, "ranges", i, cpu, size)?,
+                cpu: cpu_range(node, "ranges", i, cpu, size)?,
             };
             windows.push(window).map_err(|_| PlatformError::TooMany {
                 what: "windows on one PCIe host bridge",
@@ -609,6 +667,13 @@ fn read_pcie<'a>(node: &Node<'a>) -> Result<PciHostBridge<'a>, PlatformError<'a>
         windows,
         dma_coherent: node.has("dma-coherent") || node.inherited().dma_coherent,
     })
+}
+
+/// A PCI host bridge: `device_type = "pci"` on a node whose parent is not
+/// itself a PCI bus (PCI buses give their children three address cells).
+fn is_host_bridge(node: &Node<'_>) -> bool {
+    node.property("device_type").and_then(|p| p.str()) == Some("pci")
+        && node.inherited().cells.address != 3
 }
 
 fn read_uart<'a>(node: &Node<'a>) -> Result<Uart<'a>, PlatformError<'a>> {
@@ -700,7 +765,9 @@ fn read_reserved<'a>(
         return Ok(());
     };
     // Children with only `size` ask the OS to allocate; nothing is reserved yet.
-    for child in parent.children().filter(|c| c.has("reg")) {
+    // Disabled children are templates firmware may fill in (the Raspberry
+    // Pi's nvram@0 has reg size 0 until then).
+    for child in parent.children().filter(|c| c.has("reg") && c.is_enabled()) {
         for range in reg(&child)? {
             let r = Reserved {
                 node: child.name(),
@@ -774,6 +841,7 @@ impl<'a> Platform<'a> {
         let mut first_pl011 = None;
         let mut psci_node = None;
         let mut pcie = FixedVec::new();
+        let mut unsupported_pcie = FixedVec::new();
         for node in fdt.nodes().filter(Node::is_enabled) {
             let device_type = node.property("device_type").and_then(|p| p.str());
             if device_type == Some("memory") {
@@ -801,6 +869,20 @@ impl<'a> Platform<'a> {
                     .map_err(|_| PlatformError::TooMany {
                         what: "PCIe host bridges",
                         max: MAX_PCIE,
+                    })?;
+            } else if is_host_bridge(&node) {
+                let bridge = UnsupportedPcie {
+                    node: node.name(),
+                    compatible: node
+                        .property("compatible")
+                        .and_then(|p| p.strings().next())
+                        .unwrap_or(""),
+                };
+                unsupported_pcie
+                    .push(bridge)
+                    .map_err(|_| PlatformError::TooMany {
+                        what: "PCIe host bridges of unsupported kinds",
+                        max: MAX_UNSUPPORTED_PCIE,
                     })?;
             } else if node.is_compatible("arm,pl011") {
                 first_pl011 = first_pl011.or(Some(node));
@@ -866,6 +948,7 @@ impl<'a> Platform<'a> {
             gic,
             timer,
             pcie,
+            unsupported_pcie,
             psci,
             chosen,
             reserved,
@@ -1048,6 +1131,18 @@ impl fmt::Display for Platform<'_> {
                     w.pci_addr
                 )?;
             }
+        }
+        for b in self.unsupported_pcie.iter() {
+            let compatible = if b.compatible.is_empty() {
+                "no compatible"
+            } else {
+                b.compatible
+            };
+            writeln!(
+                f,
+                "PCIe: {} ({compatible}) is not generic ECAM: passthrough off",
+                b.node
+            )?;
         }
         match self.psci {
             Some(PsciMethod::Hvc) => writeln!(f, "psci: hvc")?,

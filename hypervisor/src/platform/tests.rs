@@ -400,3 +400,160 @@ fn structural_errors_name_the_problem() {
         Err(PlatformError::Fdt(FdtError::BadTotalSize { .. }))
     ));
 }
+
+static RPI4: &[u8] = include_bytes!("../../../qemu/fixtures/rpi4.dtb");
+static TRANSLATE: &[u8] = include_bytes!("../../../qemu/fixtures/translate.dtb");
+
+#[test]
+fn raspberry_pi_4_devices_under_soc_are_translated() {
+    let p = Platform::from_fdt(RPI4).unwrap();
+    assert_eq!(p.memory.as_slice(), [r(0, 0x3c00_0000)]);
+    assert_eq!(
+        p.uart,
+        Some(Uart {
+            node: "serial@7e201000",
+            regs: r(0xfe20_1000, 0x200),
+            kind: UartKind::Pl011
+        })
+    );
+    let g = &p.gic;
+    assert_eq!(g.version, GicVersion::V2);
+    assert_eq!(g.distributor, r(0xff84_1000, 0x1000));
+    assert_eq!(g.cpu_interface, Some(r(0xff84_2000, 0x2000)));
+    assert_eq!(g.hyp_interface, Some(r(0xff84_4000, 0x2000)));
+    assert_eq!(g.vcpu_interface, Some(r(0xff84_6000, 0x2000)));
+    assert_eq!(g.maintenance_intid, Some(25));
+    assert!(p.pcie.is_empty());
+    assert_eq!(
+        *p.unsupported_pcie,
+        [UnsupportedPcie {
+            node: "pcie@7d500000",
+            compatible: "brcm,bcm2711-pcie"
+        }]
+    );
+    assert_eq!(p.psci, None);
+    // The disabled nvram@0 (size 0, for firmware to fill) is not a reservation.
+    assert!(p.reserved.is_empty());
+    assert_eq!(*p.memreserve, [r(0, 0x1000)]);
+    assert_eq!(*p.cpus, [0, 1]);
+
+    let report = format!("{p}");
+    assert!(report.contains("uart: pl011 at [0xfe201000..0xfe201200) (serial@7e201000)"));
+    assert!(report.contains("gic: GICv2 GICD [0xff841000..0xff842000)"));
+    assert!(report
+        .contains("PCIe: pcie@7d500000 (brcm,bcm2711-pcie) is not generic ECAM: passthrough off"));
+    assert!(report.contains("psci: none"));
+}
+
+#[test]
+fn raspberry_pi_4_mini_uart_console() {
+    // The kernel's own DT names the mini UART (serial1) as the console.
+    let mut blob = RPI4.to_vec();
+    let at = blob.windows(8).position(|w| w == b"serial0:").unwrap();
+    blob[at + 6] = b'1';
+    let p = Platform::from_fdt(&blob).unwrap();
+    assert_eq!(
+        p.uart,
+        Some(Uart {
+            node: "serial@7e215040",
+            regs: r(0xfe21_5040, 0x40),
+            kind: UartKind::Other("brcm,bcm2835-aux-uart")
+        })
+    );
+}
+
+fn node<'a>(fdt: &Fdt<'a>, path: &str) -> Node<'a> {
+    fdt.find(path).unwrap()
+}
+
+#[test]
+fn parents_are_nearest_first() {
+    let fdt = Fdt::new(TRANSLATE).unwrap();
+    let n = node(&fdt, "/bus/inner/dev@10002000");
+    let names: Vec<&str> = n.parents().map(|p| p.name()).collect();
+    assert_eq!(names, ["inner", "bus", "/"]);
+    assert_eq!(fdt.root().parents().count(), 0);
+}
+
+#[test]
+fn translation_through_ranges() {
+    use super::translate::{to_cpu, Untranslatable};
+    let fdt = Fdt::new(TRANSLATE).unwrap();
+    let at = |path: &str, addr: u64, size: u64| to_cpu(&node(&fdt, path), addr, size);
+
+    // Root children: CPU addresses already.
+    assert_eq!(at("/memory@80000000", 0x8000_0000, 0x1000), Ok(0x8000_0000));
+    // One window.
+    assert_eq!(
+        at("/bus/inside@10001000", 0x1000_1000, 0x100),
+        Ok(0x4_0000_1000)
+    );
+    // Empty ranges, then the window.
+    assert_eq!(
+        at("/bus/inner/dev@10002000", 0x1000_2000, 0x10),
+        Ok(0x4_0000_2000)
+    );
+    // Two windows with offsets.
+    assert_eq!(at("/bus/shifted/dev@10", 0x10, 0x10), Ok(0x4_0008_0010));
+    // The last byte of the window is fine; one more is not.
+    assert_eq!(
+        at("/bus/inside@10001000", 0x100f_f000, 0x1000),
+        Ok(0x4_000f_f000)
+    );
+    assert_eq!(
+        at("/bus/cross@100ff000", 0x100f_f000, 0x2000),
+        Err(Untranslatable {
+            bus: "bus",
+            address: 0x100f_f000,
+            why: "the region crosses the end of a ranges window"
+        })
+    );
+    assert_eq!(
+        at("/bus/outside@20000000", 0x2000_0000, 0x100),
+        Err(Untranslatable {
+            bus: "bus",
+            address: 0x2000_0000,
+            why: "no ranges window covers it"
+        })
+    );
+    assert_eq!(
+        at("/nobus/serial@1000", 0x1000, 0x1000),
+        Err(Untranslatable {
+            bus: "nobus",
+            address: 0x1000,
+            why: "the bus has no ranges property"
+        })
+    );
+    assert!(at("/pci/dev@0", 0, 0x10).is_err());
+    // A window past the top of the address space is refused, not wrapped.
+    assert!(at("/bus/inside@10001000", u64::MAX - 4, 0x10).is_err());
+}
+
+#[test]
+fn console_behind_a_bus_without_ranges_is_refused() {
+    let e = Platform::from_fdt(TRANSLATE).unwrap_err();
+    assert_eq!(
+        e,
+        PlatformError::NotTranslatable {
+            node: "serial@1000",
+            property: "reg",
+            why: super::translate::Untranslatable {
+                bus: "nobus",
+                address: 0x1000,
+                why: "the bus has no ranges property"
+            }
+        }
+    );
+    assert_eq!(
+        format!("{e}"),
+        "host device tree: serial@1000: reg: address 0x1000 does not reach the CPU through nobus: the bus has no ranges property"
+    );
+}
+
+#[test]
+fn qemu_virt_is_unchanged_by_translation() {
+    // Devices at the root: translation is the identity, nothing unsupported.
+    let p = Platform::from_fdt(VIRT_GICV3).unwrap();
+    assert!(p.unsupported_pcie.is_empty());
+    assert_eq!(p.pcie.len(), 1);
+}
