@@ -196,10 +196,15 @@ mod el2 {
         *HYP_MAP.lock() = Some(hyp_map);
 
         // 9. The console and the log.
-        if let Some(uart) = early.0.take() {
-            console::set_uart(uart);
-            fatal::set_console_ready();
+        match early.0.take() {
+            Some(uart) => console::set_uart(uart),
+            // No UART with a driver: the console goes through semihosting
+            // (dropped when no debugger or emulator listens).
+            None => console::set_writer(alloc::boxed::Box::leak(alloc::boxed::Box::new(
+                EarlyConsole(None),
+            ))),
         }
+        fatal::set_console_ready();
         let _ = console::init_logger(options.log_level, Some(sysreg::counter));
 
         // 10. The boot report.

@@ -28,7 +28,9 @@ EXPECT=(
     'Starting kernel'
     'hypervisor .* at EL2, loaded at 0x'
     'platform: initrd: \[0x[0-9a-f]+\.\.0x[0-9a-f]+\)'
-    'platform: bootargs: "log=debug"'
+    'platform: bootargs: "log=debug guest.bootargs=test=hello"'
+    '\[guest\] GUEST hello: EL1, DT at 0x[0-9a-f]+, hypervisor=present'
+    'vm: the guest powered off'
     'platform: memreserve:'
     'stopping: system off'
 )
@@ -57,7 +59,7 @@ prepare() {
         return 1
     }
     mkdir -p "$UBOOT_DIR"
-    "$HV_ROOT/scripts/image" --no-build --out "$UBOOT_DIR" --bootargs "log=debug" || return 1
+    "$HV_ROOT/scripts/image" --no-build --out "$UBOOT_DIR" --bootargs "log=debug guest.bootargs=test=hello" || return 1
 
     local env=$UBOOT_DIR/env.txt var
     uboot_default_env "$UBOOT_BIN" | grep -v -e '^bootcmd=' -e '^bootdelay=' >"$env"
