@@ -1,4 +1,7 @@
 //! PCI Express: ECAM access, host enumeration and BAR assignment, and the
 //! virtual configuration space guests see for passed-through devices.
 
+pub mod ecam;
+pub mod host;
+pub mod select;
 pub mod types;
