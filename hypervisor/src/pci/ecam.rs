@@ -88,7 +88,7 @@ pub mod regs {
 /// Whether an access of `width` bytes at `offset` stays inside one naturally
 /// aligned unit of configuration space.
 pub const fn access_ok(offset: u16, width: u16) -> bool {
-    offset < CONFIG_SPACE_SIZE && offset % width == 0
+    offset < CONFIG_SPACE_SIZE && offset.is_multiple_of(width)
 }
 
 /// Configuration reads and writes of one PCI segment.

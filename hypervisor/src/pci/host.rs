@@ -189,7 +189,7 @@ pub fn walk_caps(cfg: &mut impl ConfigAccess, bdf: Bdf) -> Vec<(u8, u16)> {
     let mut seen = 0u64;
     let mut ptr = u16::from(cfg.read8(bdf, regs::CAP_PTR));
     while caps.len() < MAX_CAPS {
-        if ptr < 0x40 || ptr % 4 != 0 || ptr > 0xfc {
+        if ptr < 0x40 || !ptr.is_multiple_of(4) || ptr > 0xfc {
             break;
         }
         let bit = 1u64 << ((ptr - 0x40) / 4);
@@ -643,7 +643,8 @@ impl Placer<'_> {
                 }
                 let size = hb.bar.size.max(PAGE_SIZE);
                 let fw = hb.firmware_addr;
-                let firmware = (fw != 0 && fw % hb.bar.size == 0).then_some((fw, hb.bar.size));
+                let firmware =
+                    (fw != 0 && fw.is_multiple_of(hb.bar.size)).then_some((fw, hb.bar.size));
                 reqs.push(Req {
                     owner: Owner::Bar(i, b),
                     size,
@@ -663,7 +664,7 @@ impl Placer<'_> {
                 };
                 let fw = if pref { br.pref } else { br.mem };
                 let firmware = fw
-                    .filter(|&(a, b)| a != 0 && a % need.align == 0 && b - a >= need.size)
+                    .filter(|&(a, b)| a != 0 && a.is_multiple_of(need.align) && b - a >= need.size)
                     .map(|(a, b)| (a, b - a));
                 reqs.push(Req {
                     owner: if pref { Owner::Pref(i) } else { Owner::Mem(i) },
@@ -1055,7 +1056,7 @@ impl core::fmt::Display for Size {
             (1 << 10, "KiB"),
         ];
         for (unit, name) in UNITS {
-            if self.0 >= unit && self.0 % unit == 0 {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
                 return write!(f, "{} {name}", self.0 / unit);
             }
         }
