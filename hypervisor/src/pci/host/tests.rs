@@ -680,3 +680,22 @@ fn randomized_device_sets_keep_invariants() {
         }
     }
 }
+
+#[test]
+fn qemu_virt_boot_report() {
+    use crate::mm::attrs::Features;
+    use crate::pci::select::{select, DmaPolicy, Report, Selection};
+    let mut e = qemu_virt_devices();
+    let host = probe(&mut e, &virt_bridge(), &ram_1g());
+    let sel = Selection::parse(Some("1af4:1110,01:00.0"), None).unwrap();
+    let (devs, decisions) = select(&host, &sel, Features::default(), DmaPolicy::Allow, true);
+    let report = Report(&decisions).to_string();
+    assert_eq!(devs.len(), 2, "{report}");
+    assert!(report.contains("00:01.0 1af4:1110 class 050000 -> passthrough\n  BAR0 32-bit 0x"));
+    assert!(report
+        .contains("  BAR2 64-bit prefetchable 0x8000000000 size 64 MiB policy guest-choice\n"));
+    assert!(report.contains("01:00.0 1b36:0005 class 00ff00 -> passthrough\n"));
+    assert!(report.contains("  BAR1 I/O size 256 B not passed through\n"));
+    assert!(report.contains("00:03.0 1b36:000c class 060400 -> host only\n"));
+    assert_eq!(report.matches("WARNING:").count(), 2);
+}
