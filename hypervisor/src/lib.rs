@@ -24,6 +24,8 @@ pub mod layout;
 pub mod mm;
 pub mod pci;
 pub mod platform;
+#[cfg(test)]
+mod proptests;
 #[cfg(target_os = "none")]
 pub mod selftest;
 pub mod vm;

@@ -7,6 +7,13 @@
 //! require and returns an error instead of producing a blob a reader would
 //! misparse. A call that fails changes nothing, so the writer stays consistent.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -179,10 +186,9 @@ impl FdtWriter {
             validate_node_name(name)?;
         }
         if let Some(parent) = self.open.last() {
-            let dup = parent
-                .children
-                .iter()
-                .any(|&(at, len)| &self.structure[at..at + len] == name.as_bytes());
+            let dup = parent.children.iter().any(|&(at, len)| {
+                self.structure.get(at..at.saturating_add(len)) == Some(name.as_bytes())
+            });
             if dup {
                 return Err(FdtError::DuplicateNode);
             }
@@ -385,7 +391,11 @@ fn find_string(strings: &[u8], name: &str) -> Option<u32> {
     let needle = name.as_bytes();
     let n = needle.len();
     (0..strings.len().checked_sub(n)?)
-        .find(|&i| &strings[i..i + n] == needle && strings[i + n] == 0)
+        .find(|&i| {
+            strings
+                .get(i..)
+                .is_some_and(|rest| rest.starts_with(needle) && rest.get(n) == Some(&0))
+        })
         .and_then(|i| u32::try_from(i).ok())
 }
 
@@ -424,6 +434,12 @@ fn validate_property_name(name: &str) -> Result<(), FdtError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use alloc::string::String;

@@ -2,7 +2,12 @@
 //! UNDEF taken by real hardware would have done, computed without touching a
 //! register so it is tested on the host (Arm ARM D1.4, "Exception entry",
 //! and D1.3.1, "Exception vectors").
-#![deny(clippy::indexing_slicing)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 /// ESR exception classes used for injection.
 pub mod ec {
@@ -159,6 +164,12 @@ pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, Inje
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,13 @@
 //! reserved encodings come back as `Other` / `Reserved` values instead of
 //! panics, because a guest controls much of what lands in this register.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use core::fmt;
 
 /// Extracts `width` bits of `value` starting at bit `lsb`.
@@ -1028,6 +1035,12 @@ impl MmioAccess {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use alloc::format;
