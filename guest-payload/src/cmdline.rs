@@ -14,16 +14,20 @@ pub enum TestMode {
     /// Write-combine benchmark: every memory BAR under each memory type,
     /// with the effective type checked against the stage-2 policy.
     Wc,
+    /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
+    /// with the virtual counter.
+    Bench,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 5] = [
+    pub const ALL: [TestMode; 6] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
         TestMode::Probes,
         TestMode::Wc,
+        TestMode::Bench,
     ];
 
     /// The name used after `test=`.
@@ -34,6 +38,7 @@ impl TestMode {
             TestMode::Psci => "psci",
             TestMode::Probes => "probes",
             TestMode::Wc => "wc",
+            TestMode::Bench => "bench",
         }
     }
 
@@ -128,6 +133,7 @@ mod tests {
         assert_eq!(parse("test=hello test=probes"), Ok(TestMode::Probes));
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
+        assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
     }
 
     #[test]
@@ -136,7 +142,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc"
+            "unknown test \"x\"; known: hello abort psci probes wc bench"
         );
     }
 

@@ -17,7 +17,7 @@ mod el1 {
     use guest_payload::arch::probe::{
         exec_probe, read_u32_unaligned_probe, read_u64_probe, stp_probe, udf_probe, write_u64_probe,
     };
-    use guest_payload::arch::{console, current_el, firmware, mmu, mpidr};
+    use guest_payload::arch::{console, counter, current_el, firmware, mmu, mpidr};
     use guest_payload::cmdline::{self, TestMode};
     use guest_payload::esr::Fault;
     use guest_payload::mmu::{MemType, PAGE_SIZE};
@@ -49,6 +49,8 @@ mod el1 {
 
     #[no_mangle]
     extern "C" fn rust_entry(dt: u64, load: u64, entry_el: u64) -> ! {
+        // First: when the guest's own code began, for the boot-time benchmark.
+        let (entry_counter, _) = counter();
         // SAFETY: the loader passes the device tree's address in x0; the
         // header check in `from_ptr` rejects anything else.
         let fdt = match unsafe { fdt::Fdt::from_ptr(dt as *const u8) } {
@@ -63,7 +65,7 @@ mod el1 {
         }
         firmware::set_conduit(platform.psci);
         println!(
-            "GUEST boot: entered at EL{entry_el}, running at EL{}, image at {load:#x}, DT at {dt:#x}",
+            "GUEST boot: entered at EL{entry_el}, running at EL{}, image at {load:#x}, DT at {dt:#x}, counter={entry_counter}",
             current_el()
         );
         let dt_region = Region::new(dt, fdt.total_size() as u64);
@@ -84,6 +86,7 @@ mod el1 {
             Ok(TestMode::Psci) => psci(&ctx),
             Ok(TestMode::Probes) => probes(&ctx),
             Ok(TestMode::Wc) => wc(&ctx),
+            Ok(TestMode::Bench) => bench(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -408,6 +411,14 @@ mod el1 {
     fn wc(ctx: &Context<'_>) -> Verdict {
         let bars = cmdline::wc_bars(ctx.platform.bootargs);
         if guest_payload::arch::wc::run(&ctx.platform, ctx.hypervisor, bars) {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn bench(ctx: &Context<'_>) -> Verdict {
+        if guest_payload::arch::bench::run(&ctx.platform, ctx.hypervisor) {
             Ok(())
         } else {
             Err(())

@@ -1,6 +1,7 @@
 //! The parts of the guest that execute privileged instructions: entry and
 //! vectors, fault probes, console, stage-1 MMU and firmware calls.
 
+pub mod bench;
 pub mod console;
 mod entry;
 pub mod firmware;
