@@ -79,9 +79,12 @@ mod el2 {
     /// Entered from the boot assembly at EL2 with the MMU off.
     #[no_mangle]
     extern "C" fn rust_entry(dtb: u64, load: u64) -> ! {
+        // First: when the hypervisor's own code began, for the boot-time
+        // benchmark (logged once the log is up).
+        let (entry_counter, _) = sysreg::counter();
         fatal::set_load_address(load);
         let mut early = EarlyConsole(None);
-        match boot(dtb, load, &mut early) {
+        match boot(dtb, load, entry_counter, &mut early) {
             Ok(()) => {
                 log::info!("stopping: system off");
                 firmware::stop(Ok(()))
@@ -111,7 +114,12 @@ mod el2 {
         Ok(unsafe { core::slice::from_raw_parts(pa as *const u8, size) })
     }
 
-    fn boot(dtb_pa: u64, load: u64, early: &mut EarlyConsole) -> Result<(), u32> {
+    fn boot(
+        dtb_pa: u64,
+        load: u64,
+        entry_counter: u64,
+        early: &mut EarlyConsole,
+    ) -> Result<(), u32> {
         // 1. What the CPU offers.
         let cpu = CpuFeatures::decode(&sysreg::id_registers());
 
@@ -206,6 +214,7 @@ mod el2 {
         }
         fatal::set_console_ready();
         let _ = console::init_logger(options.log_level, Some(sysreg::counter));
+        log::info!("boot: entry at counter {entry_counter}");
 
         // 10. The boot report.
         log::info!(
