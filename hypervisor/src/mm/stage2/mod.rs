@@ -9,6 +9,8 @@ pub mod descriptor;
 pub mod vtcr;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
 
 use core::fmt;
