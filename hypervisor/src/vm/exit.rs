@@ -85,6 +85,12 @@ impl ExitState {
     }
 }
 
+/// ESR_EL2.EC: bits [31:26].
+const ESR_EC_SHIFT: u64 = 26;
+const ESR_EC_MASK: u64 = 0x3f;
+/// EC of an HVC from AArch64 (Arm ARM D23.2, "ESR_EL2").
+const EC_HVC64: u64 = 0x16;
+
 /// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA gives bits 47:12,
 /// FAR_EL2 the offset in the page (Arm ARM D23.2, "HPFAR_EL2").
 pub fn fault_ipa(hpfar: u64, far: u64) -> Ipa {
@@ -100,6 +106,14 @@ pub fn handle_exit(
     s2: &impl Stage2Query,
 ) -> Outcome {
     vm.counters.bump(ExitCounter::Total);
+    // Fast path for the commonest deliberate exit, an HVC: its class is read
+    // straight from ESR_EL2.EC and its immediate from ISS[15:0], as `decode`
+    // would, without decoding the rest of the syndrome.
+    if regs.vector == 8 && (regs.esr >> ESR_EC_SHIFT) & ESR_EC_MASK == EC_HVC64 {
+        vm.counters.bump(ExitCounter::Hvc);
+        // HVC's preferred return address is the next instruction already.
+        return smccc(regs, vm, arch, s2, Conduit::Hvc, regs.esr as u16);
+    }
     match regs.vector {
         8 => {}
         // Interrupts are not routed to EL2 yet; nothing to do but resume.
@@ -193,6 +207,15 @@ fn smccc(
         conduit,
         imm16,
     };
+    if conduit == Conduit::Hvc && imm16 == 0 && psci::is_vendor_hyp(call.function_id) {
+        // The hypervisor's own service, which `psci::handle` would hand to
+        // `hypercall` untouched: go there directly.
+        let values = hypercall(&call, vm, arch, s2);
+        for (dst, src) in regs.x.iter_mut().zip(values) {
+            *dst = src;
+        }
+        return Outcome::Resume;
+    }
     let outcome = psci::handle(&call, &mut vm.psci);
     let result = match outcome.action {
         Action::Hypercall => Some(hypercall(&call, vm, arch, s2)),
