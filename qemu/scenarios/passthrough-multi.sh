@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Scenario definition, sourced by scripts/test and scripts/run --scenario
 # (format: scripts/lib/scenario.sh).
-# shellcheck disable=SC2034
+# shellcheck disable=SC2034,SC2054
 
 DESCRIPTION="ivshmem, bochs-display and a pci-testdev behind a pcie-root-port: only the chosen two reach the guest, with the expected policies"
 TIMEOUT=90
