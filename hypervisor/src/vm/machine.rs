@@ -212,6 +212,30 @@ fn bus_register(
     bus.register(range, device).map_err(|_| BuildError::Bus)
 }
 
+/// Applies one BAR change to stage 2. Never inlined: the place to break in a
+/// debugger to see a BAR appear (`break hypervisor::vm::machine::apply_bar_event`).
+#[inline(never)]
+fn apply_bar_event(stage2: &mut Stage2<IdentityMap>, event: BarEvent) {
+    let mut tlb = Stage2Tlb;
+    let result = match event {
+        BarEvent::Map {
+            guest,
+            host,
+            policy,
+        } => {
+            log::debug!("vm: BAR {guest} -> PA {host} mapped, policy {policy:?}");
+            stage2.map_passthrough_bar(guest, host, policy, &mut tlb)
+        }
+        BarEvent::Unmap { guest } => {
+            log::debug!("vm: BAR {guest} unmapped");
+            stage2.unmap(guest, &mut tlb)
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("vm: stage 2 refused a BAR change {event:?}: {e:?}");
+    }
+}
+
 /// One exit of the vcpu, handled. A plain function that is never inlined:
 /// the place to break in a debugger (`break hypervisor::vm::machine::vcpu_exit`).
 #[inline(never)]
@@ -497,26 +521,8 @@ impl Vm {
             return;
         }
         let events: Vec<BarEvent> = pci.bus.lock().take_events().collect();
-        let mut tlb = Stage2Tlb;
         for event in events {
-            let result = match event {
-                BarEvent::Map {
-                    guest,
-                    host,
-                    policy,
-                } => {
-                    log::debug!("vm: BAR {guest} -> PA {host} mapped, policy {policy:?}");
-                    self.stage2
-                        .map_passthrough_bar(guest, host, policy, &mut tlb)
-                }
-                BarEvent::Unmap { guest } => {
-                    log::debug!("vm: BAR {guest} unmapped");
-                    self.stage2.unmap(guest, &mut tlb)
-                }
-            };
-            if let Err(e) = result {
-                log::warn!("vm: stage 2 refused a BAR change {event:?}: {e:?}");
-            }
+            apply_bar_event(&mut self.stage2, event);
         }
     }
 
