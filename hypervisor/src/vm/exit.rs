@@ -194,6 +194,14 @@ fn smccc(
         imm16,
     };
     let outcome = psci::handle(&call, &mut vm.psci);
+    if conduit == Conduit::Smc && outcome.regs.is_some_and(|r| r[0] == u64::MAX) {
+        // Never forwarded to firmware (hostile-guest item 17); debug level,
+        // since a guest can issue these in a loop.
+        log::debug!(
+            "guest SMC {:#x} is not supported: answered NOT_SUPPORTED",
+            call.function_id
+        );
+    }
     let result = match outcome.action {
         Action::Hypercall => Some(hypercall(&call, vm, arch, s2)),
         _ => outcome.regs,
