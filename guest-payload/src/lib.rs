@@ -14,6 +14,7 @@
 pub mod chaos;
 pub mod cmdline;
 pub mod esr;
+pub mod hostile;
 pub mod mmu;
 pub mod pci;
 pub mod platform;
