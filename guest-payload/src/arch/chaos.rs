@@ -45,9 +45,9 @@ pub const HV_EXIT_STATS: u32 = 0xc600_0003;
 pub const HV_PHYS_BAR_CHECK: u32 = 0xc600_0004;
 
 /// Scratch pages mapped onto IPAs beyond the IPA size.
-const BEYOND_VA: u64 = 0xf2_0000_0000;
+const BEYOND_VA: u64 = 0x200_0000_0000;
 /// Executable aliases of hole, MMIO and BAR pages.
-const EXEC_VA: u64 = 0xf3_0000_0000;
+const EXEC_VA: u64 = 0x201_0000_0000;
 const CHUNK: u64 = 2 << 20;
 const CANARY_WORDS: usize = (1 << 20) / 8;
 const MAX_REPORTED: u64 = 10;

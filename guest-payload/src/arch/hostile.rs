@@ -19,7 +19,7 @@ use crate::println;
 use crate::smccc::Hypervisor;
 
 /// Where the Normal-NC alias of the ECAM page is mapped.
-const ALIAS_VA: u64 = 0xf4_0000_0000;
+const ALIAS_VA: u64 = 0x202_0000_0000;
 
 const COMMAND: u16 = 0x04;
 const MSE: u64 = 1 << 1;
