@@ -700,9 +700,7 @@ impl Pools<'_> {
             } => {
                 let bytes = width.bytes();
                 let natural = bytes <= 4 && u64::from(offset) % bytes == 0;
-                let value = if write.is_some() {
-                    None
-                } else if natural && self.owns(bdf) {
+                let value = if write.is_some() || (natural && self.owns(bdf)) {
                     None
                 } else {
                     Some(width.all_ones())

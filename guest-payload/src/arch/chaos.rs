@@ -366,25 +366,26 @@ fn map(va: u64, pa: u64, size: u64, ty: MemType) -> Result<(), ()> {
     })
 }
 
-/// Maps the PCI memory windows as Device-nGnRE and returns them.
-pub fn map_windows(platform: &Platform<'_>) -> Result<RegionList<6>, ()> {
+/// Maps the PCI memory windows as Device-nGnRE and returns them; `None`
+/// (after saying why) if one cannot be mapped.
+pub fn map_windows(platform: &Platform<'_>) -> Option<RegionList<6>> {
     let mut windows = RegionList::default();
     if let Some(pcie) = platform.pcie {
         for w in pcie.windows() {
             if matches!(w.space, PciSpace::Mem32 | PciSpace::Mem64) {
                 let r = w.cpu_region().page_aligned();
                 if mmu::translate(r.base).is_none() {
-                    map(r.base, r.base, r.size, MemType::DeviceNGnRE)?;
+                    map(r.base, r.base, r.size, MemType::DeviceNGnRE).ok()?;
                 }
                 windows.push(r);
             }
         }
     }
-    Ok(windows)
+    Some(windows)
 }
 
 fn setup(platform: &Platform<'_>, rng: &mut Rng, canary: u64) -> Result<Setup, ()> {
-    let windows = map_windows(platform)?;
+    let windows = map_windows(platform).ok_or(())?;
     let uart_page = platform.uart.map(|u| u.page_aligned());
     let ram_base = platform
         .ram

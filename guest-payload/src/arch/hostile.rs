@@ -113,7 +113,7 @@ pub fn run(platform: &Platform<'_>, hypervisor: Hypervisor, dma_denied: bool) ->
         println!("GUEST pci-hostile: the device tree has no PCIe host bridge");
         return false;
     };
-    let Ok(windows) = map_windows(platform) else {
+    let Some(windows) = map_windows(platform) else {
         return false;
     };
     let windows = windows.as_slice();
