@@ -14,16 +14,23 @@ pub enum TestMode {
     /// Write-combine benchmark: every memory BAR under each memory type,
     /// with the effective type checked against the stage-2 policy.
     Wc,
+    /// A seeded stream of random hostile actions (`seed=`, `actions=`),
+    /// each recovered from, then checks that the hypervisor survived.
+    Chaos,
+    /// The hostile configuration-space accesses, one report line each.
+    PciHostile,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 5] = [
+    pub const ALL: [TestMode; 7] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
         TestMode::Probes,
         TestMode::Wc,
+        TestMode::Chaos,
+        TestMode::PciHostile,
     ];
 
     /// The name used after `test=`.
@@ -34,6 +41,8 @@ impl TestMode {
             TestMode::Psci => "psci",
             TestMode::Probes => "probes",
             TestMode::Wc => "wc",
+            TestMode::Chaos => "chaos",
+            TestMode::PciHostile => "pci-hostile",
         }
     }
 
@@ -103,6 +112,60 @@ pub fn wc_bars(bootargs: &str) -> WcBars {
     bars
 }
 
+/// Options of the `chaos` test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChaosOptions {
+    /// `seed=<n>`: the generator's seed (default 1).
+    pub seed: u64,
+    /// `actions=<n>`: how many actions (default 100000).
+    pub actions: u64,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> Self {
+        ChaosOptions {
+            seed: 1,
+            actions: 100_000,
+        }
+    }
+}
+
+/// A number in decimal or, with `0x`, hex.
+fn number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// Reads `seed=` and `actions=`; the last of each wins, values that are not
+/// numbers keep the default.
+pub fn chaos_options(bootargs: &str) -> ChaosOptions {
+    let mut opts = ChaosOptions::default();
+    for word in bootargs.split_ascii_whitespace() {
+        if let Some(n) = word.strip_prefix("seed=").and_then(number) {
+            opts.seed = n;
+        } else if let Some(n) = word.strip_prefix("actions=").and_then(number) {
+            opts.actions = n;
+        }
+    }
+    opts
+}
+
+/// `dma=deny`: the guest is told the hypervisor runs with `pci.dma=deny`,
+/// so Bus Master Enable must not stick.
+pub fn dma_denied(bootargs: &str) -> bool {
+    let mut denied = false;
+    for word in bootargs.split_ascii_whitespace() {
+        match word.strip_prefix("dma=") {
+            Some("deny") => denied = true,
+            Some("allow") => denied = false,
+            _ => {}
+        }
+    }
+    denied
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,8 +199,25 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile"
         );
+    }
+
+    #[test]
+    fn chaos_and_hostile_options() {
+        assert_eq!(parse("test=chaos seed=5"), Ok(TestMode::Chaos));
+        assert_eq!(parse("test=pci-hostile"), Ok(TestMode::PciHostile));
+        assert_eq!(chaos_options("test=chaos"), ChaosOptions::default());
+        assert_eq!(
+            chaos_options("test=chaos seed=0x10 actions=5 seed=bogus"),
+            ChaosOptions {
+                seed: 16,
+                actions: 5
+            }
+        );
+        assert!(!dma_denied("test=pci-hostile"));
+        assert!(dma_denied("test=pci-hostile dma=deny"));
+        assert!(!dma_denied("dma=deny dma=allow"));
     }
 
     #[test]

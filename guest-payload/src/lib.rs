@@ -11,8 +11,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod chaos;
 pub mod cmdline;
 pub mod esr;
+pub mod hostile;
 pub mod mmu;
 pub mod pci;
 pub mod platform;

@@ -84,6 +84,16 @@ mod el1 {
             Ok(TestMode::Psci) => psci(&ctx),
             Ok(TestMode::Probes) => probes(&ctx),
             Ok(TestMode::Wc) => wc(&ctx),
+            Ok(TestMode::Chaos) => verdict(guest_payload::arch::chaos::run(
+                &ctx.platform,
+                ctx.hypervisor,
+                cmdline::chaos_options(ctx.platform.bootargs),
+            )),
+            Ok(TestMode::PciHostile) => verdict(guest_payload::arch::hostile::run(
+                &ctx.platform,
+                ctx.hypervisor,
+                cmdline::dma_denied(ctx.platform.bootargs),
+            )),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -98,6 +108,14 @@ mod el1 {
                 println!("GUEST result: FAIL");
                 firmware::fail()
             }
+        }
+    }
+
+    fn verdict(ok: bool) -> Verdict {
+        if ok {
+            Ok(())
+        } else {
+            Err(())
         }
     }
 
@@ -417,6 +435,7 @@ mod el1 {
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
         println!("GUEST panic: {info}");
+        guest_payload::arch::chaos::report_last();
         firmware::fail()
     }
 }

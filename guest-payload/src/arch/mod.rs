@@ -1,9 +1,11 @@
 //! The parts of the guest that execute privileged instructions: entry and
 //! vectors, fault probes, console, stage-1 MMU and firmware calls.
 
+pub mod chaos;
 pub mod console;
 mod entry;
 pub mod firmware;
+pub mod hostile;
 pub mod mmu;
 pub mod probe;
 pub mod wc;
