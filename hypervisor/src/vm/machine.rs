@@ -1,6 +1,13 @@
 //! A running VM on real hardware: guest RAM, stage 2, the guest image and
 //! device tree in place, the vcpu, and the run loop around the exit handler.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
