@@ -14,6 +14,11 @@ pub enum TestMode {
     /// Write-combine benchmark: every memory BAR under each memory type,
     /// with the effective type checked against the stage-2 policy.
     Wc,
+    /// A seeded stream of random hostile actions (`seed=`, `actions=`),
+    /// each recovered from, then checks that the hypervisor survived.
+    Chaos,
+    /// The hostile configuration-space accesses, one report line each.
+    PciHostile,
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
@@ -21,12 +26,14 @@ pub enum TestMode {
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 6] = [
+    pub const ALL: [TestMode; 8] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
         TestMode::Probes,
         TestMode::Wc,
+        TestMode::Chaos,
+        TestMode::PciHostile,
         TestMode::Bench,
     ];
 
@@ -38,6 +45,8 @@ impl TestMode {
             TestMode::Psci => "psci",
             TestMode::Probes => "probes",
             TestMode::Wc => "wc",
+            TestMode::Chaos => "chaos",
+            TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
         }
     }
@@ -108,6 +117,60 @@ pub fn wc_bars(bootargs: &str) -> WcBars {
     bars
 }
 
+/// Options of the `chaos` test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChaosOptions {
+    /// `seed=<n>`: the generator's seed (default 1).
+    pub seed: u64,
+    /// `actions=<n>`: how many actions (default 100000).
+    pub actions: u64,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> Self {
+        ChaosOptions {
+            seed: 1,
+            actions: 100_000,
+        }
+    }
+}
+
+/// A number in decimal or, with `0x`, hex.
+fn number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// Reads `seed=` and `actions=`; the last of each wins, values that are not
+/// numbers keep the default.
+pub fn chaos_options(bootargs: &str) -> ChaosOptions {
+    let mut opts = ChaosOptions::default();
+    for word in bootargs.split_ascii_whitespace() {
+        if let Some(n) = word.strip_prefix("seed=").and_then(number) {
+            opts.seed = n;
+        } else if let Some(n) = word.strip_prefix("actions=").and_then(number) {
+            opts.actions = n;
+        }
+    }
+    opts
+}
+
+/// `dma=deny`: the guest is told the hypervisor runs with `pci.dma=deny`,
+/// so Bus Master Enable must not stick.
+pub fn dma_denied(bootargs: &str) -> bool {
+    let mut denied = false;
+    for word in bootargs.split_ascii_whitespace() {
+        match word.strip_prefix("dma=") {
+            Some("deny") => denied = true,
+            Some("allow") => denied = false,
+            _ => {}
+        }
+    }
+    denied
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,8 +205,25 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc bench"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench"
         );
+    }
+
+    #[test]
+    fn chaos_and_hostile_options() {
+        assert_eq!(parse("test=chaos seed=5"), Ok(TestMode::Chaos));
+        assert_eq!(parse("test=pci-hostile"), Ok(TestMode::PciHostile));
+        assert_eq!(chaos_options("test=chaos"), ChaosOptions::default());
+        assert_eq!(
+            chaos_options("test=chaos seed=0x10 actions=5 seed=bogus"),
+            ChaosOptions {
+                seed: 16,
+                actions: 5
+            }
+        );
+        assert!(!dma_denied("test=pci-hostile"));
+        assert!(dma_denied("test=pci-hostile dma=deny"));
+        assert!(!dma_denied("dma=deny dma=allow"));
     }
 
     #[test]

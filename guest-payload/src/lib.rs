@@ -12,8 +12,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
+pub mod chaos;
 pub mod cmdline;
 pub mod esr;
+pub mod hostile;
 pub mod mmu;
 pub mod pci;
 pub mod platform;

@@ -86,6 +86,16 @@ mod el1 {
             Ok(TestMode::Psci) => psci(&ctx),
             Ok(TestMode::Probes) => probes(&ctx),
             Ok(TestMode::Wc) => wc(&ctx),
+            Ok(TestMode::Chaos) => verdict(guest_payload::arch::chaos::run(
+                &ctx.platform,
+                ctx.hypervisor,
+                cmdline::chaos_options(ctx.platform.bootargs),
+            )),
+            Ok(TestMode::PciHostile) => verdict(guest_payload::arch::hostile::run(
+                &ctx.platform,
+                ctx.hypervisor,
+                cmdline::dma_denied(ctx.platform.bootargs),
+            )),
             Ok(TestMode::Bench) => bench(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
@@ -101,6 +111,14 @@ mod el1 {
                 println!("GUEST result: FAIL");
                 firmware::fail()
             }
+        }
+    }
+
+    fn verdict(ok: bool) -> Verdict {
+        if ok {
+            Ok(())
+        } else {
+            Err(())
         }
     }
 
@@ -428,6 +446,7 @@ mod el1 {
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
         println!("GUEST panic: {info}");
+        guest_payload::arch::chaos::report_last();
         firmware::fail()
     }
 }

@@ -38,7 +38,7 @@ mod el2 {
     use hypervisor::vm::config::VmConfig;
     use hypervisor::vm::hypercall::ExitCounter;
     use hypervisor::vm::machine::{Vm, VmEnd};
-    use hypervisor::{console, layout, selftest};
+    use hypervisor::{console, layout, pci, selftest};
 
     #[global_allocator]
     static HEAP: LockedHeap = LockedHeap::empty();
@@ -254,7 +254,24 @@ mod el2 {
             });
         }
 
-        // 11. The VM: its configuration derived once, then built and run.
+        // 11. PCIe: enumerate, assign BARs, choose what the guest gets.
+        let features = hypervisor::mm::attrs::Features {
+            fwb: cpu.fwb,
+            dic: cpu.dic,
+            idc: cpu.idc,
+        };
+        // SAFETY: the EL2 map covers every ECAM window as Device memory and
+        // nothing else touches PCI config space during boot.
+        let passthrough = unsafe { pci::passthrough::setup(&platform, &options, features) };
+        for line in passthrough.report.lines() {
+            if line.contains("WARNING") {
+                log::warn!("pci: {line}");
+            } else {
+                log::info!("pci: {line}");
+            }
+        }
+
+        // 12. The VM: its configuration derived once, then built and run.
         let config = match VmConfig::derive(&platform, &options, &cpu) {
             Ok(Some(config)) => config,
             Ok(None) => {
@@ -266,7 +283,7 @@ mod el2 {
                 return Err(EXIT_BOOT);
             }
         };
-        let mut vm = Vm::build(&config, &mut frames, &cpu).map_err(|e| {
+        let mut vm = Vm::build(&config, passthrough, &mut frames, &cpu).map_err(|e| {
             log::error!("vm: {e}");
             EXIT_BOOT
         })?;

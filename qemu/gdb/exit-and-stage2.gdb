@@ -19,3 +19,11 @@ hv-vcpu
 continue
 echo GDB-CHECK second exit\n
 hv-exits
+delete
+break hypervisor::vm::machine::apply_bar_event
+# The guest's Memory Space Enable maps BAR0 (32-bit), then BAR2 (64-bit).
+continue
+continue
+finish
+echo GDB-CHECK BAR mapped\n
+hv-stage2 0x8000000000

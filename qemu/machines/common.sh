@@ -26,3 +26,13 @@ DEFAULT_SMP=1
 
 # Start of RAM on the virt machine: QEMU places an arm64 Image relative to it.
 VIRT_RAM_BASE=0x40000000
+
+# The passthrough demo devices, at fixed slots so command lines can name
+# them by BDF: an ivshmem-plain with a 64 MiB RAM-backed prefetchable BAR2
+# (00:02.0, 1af4:1110) and a bochs-display with a 16 MiB framebuffer BAR0
+# (00:03.0, 1234:1111). The ivshmem memory backend is given separately so a
+# scenario can make it file-backed and inspect it afterwards.
+IVSHMEM_DEVICE=(-device ivshmem-plain,memdev=hostmem,addr=2)
+IVSHMEM_RAM=(-object memory-backend-ram,size=64M,id=hostmem)
+BOCHS_DEVICE=(-device bochs-display,addr=3)
+DEMO_PASSTHROUGH="pci.passthrough=1af4:1110,1234:1111"

@@ -28,8 +28,10 @@ EXPECT=(
     'Starting kernel'
     'hypervisor .* at EL2, loaded at 0x'
     'platform: initrd: \[0x[0-9a-f]+\.\.0x[0-9a-f]+\)'
-    'platform: bootargs: "log=debug guest.bootargs=test=hello"'
-    '\[guest\] GUEST hello: EL1, DT at 0x[0-9a-f]+, hypervisor=present'
+    'platform: bootargs: "log=debug pci.passthrough=1af4:1110,1234:1111"'
+    'pci: 00:02\.0 1af4:1110 class 050000 -> passthrough'
+    'WC-RESULT bdf=00:00\.0 bar=2 policy=guest-choice s1=normal-nc effective=normal-nc .* verify=ok'
+    'WC-SUMMARY ok'
     'vm: the guest powered off'
     'platform: memreserve:'
     'stopping: system off'
@@ -59,7 +61,7 @@ prepare() {
         return 1
     }
     mkdir -p "$UBOOT_DIR"
-    "$HV_ROOT/scripts/image" --no-build --out "$UBOOT_DIR" --bootargs "log=debug guest.bootargs=test=hello" || return 1
+    "$HV_ROOT/scripts/image" --no-build --out "$UBOOT_DIR" --bootargs "log=debug $DEMO_PASSTHROUGH" || return 1
 
     local env=$UBOOT_DIR/env.txt var
     uboot_default_env "$UBOOT_BIN" | grep -v -e '^bootcmd=' -e '^bootdelay=' >"$env"
@@ -76,7 +78,7 @@ prepare() {
     truncate -s 64M "$UBOOT_DIR/flash1.img"
 
     UBOOT_KERNEL_ADDR=$(uboot_var "$env" kernel_addr_r)
-    EXTRA_ARGS+=(
+    EXTRA_ARGS+=("${IVSHMEM_RAM[@]}" "${IVSHMEM_DEVICE[@]}" "${BOCHS_DEVICE[@]}"
         -bios "$UBOOT_BIN"
         -drive "if=pflash,unit=1,format=raw,file=$UBOOT_DIR/flash1.img"
         -device "loader,file=$UBOOT_DIR/boot.scr,addr=$(uboot_var "$env" scriptaddr),force-raw=on"

@@ -2,9 +2,11 @@
 //! vectors, fault probes, console, stage-1 MMU and firmware calls.
 
 pub mod bench;
+pub mod chaos;
 pub mod console;
 mod entry;
 pub mod firmware;
+pub mod hostile;
 pub mod mmu;
 pub mod probe;
 pub mod wc;

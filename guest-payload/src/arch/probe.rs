@@ -13,7 +13,7 @@
 //! Any other exception prints its syndrome and fails the run.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::esr::{self, Fault};
 use crate::trap::{vector_slot, TrapFrame, VectorKind};
@@ -183,6 +183,16 @@ pub fn exec_probe(addr: u64) -> Result<(), Fault> {
     disarm()
 }
 
+/// A function the handler calls before failing the run on an unexpected
+/// exception (0: none), so a test can say what it was doing.
+static UNEXPECTED_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes the handler call `hook` before it fails the run on an unexpected
+/// exception.
+pub fn on_unexpected(hook: fn()) {
+    UNEXPECTED_HOOK.store(hook as usize, Ordering::SeqCst);
+}
+
 /// What the vectors call for every exception.
 #[no_mangle]
 extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
@@ -231,6 +241,12 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
         frame.x[29],
         frame.x[30]
     );
+    let hook = UNEXPECTED_HOOK.load(Ordering::SeqCst);
+    if hook != 0 {
+        // SAFETY: the value was stored from a `fn()` by `on_unexpected`.
+        let hook: fn() = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+        hook();
+    }
     super::firmware::fail()
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ecam;
 pub mod host;
+pub mod passthrough;
 pub mod select;
 pub mod types;
 pub mod vconfig;

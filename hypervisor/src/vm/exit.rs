@@ -217,6 +217,14 @@ fn smccc(
         return Outcome::Resume;
     }
     let outcome = psci::handle(&call, &mut vm.psci);
+    if conduit == Conduit::Smc && outcome.regs.is_some_and(|r| r[0] == u64::MAX) {
+        // Never forwarded to firmware (hostile-guest item 17); debug level,
+        // since a guest can issue these in a loop.
+        log::debug!(
+            "guest SMC {:#x} is not supported: answered NOT_SUPPORTED",
+            call.function_id
+        );
+    }
     let result = match outcome.action {
         Action::Hypercall => Some(hypercall(&call, vm, arch, s2)),
         _ => outcome.regs,
@@ -565,6 +573,29 @@ mod tests {
         assert_eq!(a.injected.len(), 3);
         assert!(out.borrow().is_empty());
         assert!(vm.no_syndrome_logged);
+    }
+
+    #[test]
+    fn exclusive_and_atomic_accesses_to_emulated_mmio_abort() {
+        // LDXR/STXR and LSE atomics report ISV = 0 (Arm ARM D24.2, ISS
+        // encoding for a Data Abort): nothing to emulate from, so an abort,
+        // and the device never sees the access (hostile-guest item 11).
+        let (mut vm, out) = vm();
+        let mut a = FakeArch::default();
+        // STXR W2, W1, [UART]: a store, no syndrome.
+        let mut r = data_abort(UART, (1 << 6) | 0x07);
+        r.x[1] = u64::from(b'X');
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
+        // LDADD X1, X0, [UART + 0x18]: reported as a write, no syndrome.
+        let mut r2 = data_abort(UART + 0x18, (1 << 6) | 0x07);
+        handle_exit(&mut r2, &mut vm, &mut a, &FakeS2);
+        assert_eq!(a.injected.len(), 2);
+        assert!(a.injected.iter().all(|(esr, ..)| esr >> 26 == 0x25));
+        assert!(out.borrow().is_empty());
+        assert_eq!(vm.counters.get(ExitCounter::MmioEmulated), 0);
     }
 
     #[test]

@@ -199,6 +199,12 @@ pub fn build(cfg: &GuestDtConfig) -> Result<Vec<u8>, FdtError> {
         w.property_u64("linux,initrd-start", initrd.start().raw())?;
         w.property_u64("linux,initrd-end", initrd.end().raw())?;
     }
+    if cfg.pcie.is_some() {
+        // The virtual config space has placed every BAR already: a guest
+        // that reassigned them could be refused mid-way (a temporary overlap
+        // is refused) and end up with BARs where its drivers do not look.
+        w.property_u32("linux,pci-probe-only", 1)?;
+    }
     w.end_node()?;
 
     w.begin_node(&format!("memory@{:x}", cfg.ram.start().raw()))?;
@@ -686,6 +692,20 @@ mod tests {
                 .collect();
             let want: &[&str] = if coherent { &["pcie@4010000000"] } else { &[] };
             assert_eq!(with, want);
+        }
+    }
+
+    #[test]
+    fn pci_probe_only_exactly_with_pcie() {
+        for with_pcie in [false, true] {
+            let cfg = config(GICV3, with_pcie.then(|| pcie(true)));
+            let blob = build(&cfg).unwrap();
+            let fdt = fdt::Fdt::new(&blob).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            let probe_only = chosen
+                .property("linux,pci-probe-only")
+                .and_then(|p| p.as_usize());
+            assert_eq!(probe_only, with_pcie.then_some(1));
         }
     }
 

@@ -1,10 +1,20 @@
 //! A running VM on real hardware: guest RAM, stage 2, the guest image and
 //! device tree in place, the vcpu, and the run loop around the exit handler.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use spin::Mutex;
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
@@ -12,18 +22,24 @@ use crate::arch::aarch64::tlb::{dcache_range, CacheOp, Stage2Tlb};
 use crate::console;
 use crate::devices::vpl011::VPl011;
 use crate::mm::addr::{Ipa, IpaRange, PhysRange, PAGE_SIZE, SIZE_2M};
+use crate::mm::attrs::BarPolicy;
 use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pgtable::pool::{IdentityMap, PoolError, TablePool};
 use crate::mm::stage2::{Stage2, Stage2Config, Stage2Error, Vmid, VtcrError};
+use crate::pci::passthrough::{EcamWindow, HostFunctionConfig, Passthrough};
+use crate::pci::types::{BarKind, Bdf, PassthroughDevice};
+use crate::pci::vconfig::{BarEvent, PhysicalConfig, VconfigError, VirtualPciBus};
 use crate::platform::GicVersion;
 use crate::vm::config::VmConfig;
 use crate::vm::exit::{self, ExitState, Outcome, Stage2Query};
 use crate::vm::fdt_writer::FdtError;
-use crate::vm::guest_dt::{self, GuestDtConfig, GuestGic, GuestUart};
+use crate::vm::guest_dt::{
+    self, GuestDtConfig, GuestGic, GuestPciWindow, GuestPcie, GuestUart, PciSpace,
+};
 use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info};
 use crate::vm::image::{self, ImageError};
 use crate::vm::layout;
-use crate::vm::mmio::MmioBus;
+use crate::vm::mmio::{MmioBus, MmioDevice, MmioResult};
 use crate::vm::psci::PsciState;
 use crate::vm::vcpu::{self, VcpuContext};
 
@@ -60,6 +76,8 @@ pub enum BuildError {
     DeviceTree(FdtError),
     /// An emulated device could not be placed.
     Bus,
+    /// The passed-through devices cannot be shown to the guest.
+    Pci(VconfigError),
 }
 
 impl fmt::Display for BuildError {
@@ -72,6 +90,7 @@ impl fmt::Display for BuildError {
             Self::Image(e) => write!(f, "guest image: {e}"),
             Self::DeviceTree(e) => write!(f, "guest device tree: {e}"),
             Self::Bus => write!(f, "emulated devices overlap"),
+            Self::Pci(e) => write!(f, "passthrough: {e}"),
         }
     }
 }
@@ -88,10 +107,98 @@ pub enum VmEnd {
     Stopped(&'static str),
 }
 
-/// What is mapped where in a VM's IPA space, for the stage-2 hypercall.
+/// The guest's virtual PCIe host bridge, shared between the MMIO bus (which
+/// the exit handler drives) and the run loop (which applies the stage-2
+/// changes its accesses ask for).
+struct Pci {
+    bus: Arc<Mutex<VirtualPciBus>>,
+    /// Set by a config-space write: BAR events may be queued.
+    pending: Arc<AtomicBool>,
+    ecam: EcamWindow,
+    devices: Vec<PassthroughDevice>,
+}
+
+/// The MMIO-bus face of the shared virtual host bridge.
+struct SharedPci {
+    bus: Arc<Mutex<VirtualPciBus>>,
+    pending: Arc<AtomicBool>,
+}
+
+impl MmioDevice for SharedPci {
+    fn name(&self) -> &'static str {
+        "pci-ecam"
+    }
+
+    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+        self.bus.lock().read(offset, size)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+        let r = self.bus.lock().write(offset, size, value);
+        self.pending.store(true, Ordering::Relaxed);
+        r
+    }
+}
+
+/// What is mapped where in a VM's IPA space, for the stage-2 hypercalls.
 struct IpaMap {
     regions: Vec<(IpaRange, MappingKind)>,
     features: Stage2Features,
+    pci: Option<Pci>,
+}
+
+impl Stage2Query for (&Stage2<IdentityMap>, &IpaMap) {
+    fn stage2_info(&self, ipa: Ipa) -> Stage2Info {
+        let (stage2, map) = *self;
+        let bar = map.pci.as_ref().and_then(|pci| {
+            pci.bus
+                .lock()
+                .mapped()
+                .find(|(r, _, _)| r.contains(ipa))
+                .map(|(_, _, policy)| match policy {
+                    BarPolicy::Device => MappingKind::BarPolicyDevice,
+                    BarPolicy::GuestChoice => MappingKind::BarGuestChoice,
+                    BarPolicy::Cacheable => MappingKind::BarCacheable,
+                })
+        });
+        let kind = bar.unwrap_or_else(|| {
+            map.regions
+                .iter()
+                .find(|(r, _)| r.contains(ipa))
+                .map_or(MappingKind::Unmapped, |(_, k)| *k)
+        });
+        let translation = stage2.translate(ipa);
+        Stage2Info {
+            mem_attr: translation.map_or(0, |t| t.attrs.memattr.bits()),
+            kind,
+            features: Stage2Features {
+                xn: translation.is_some_and(|t| t.attrs.xn),
+                ..map.features
+            },
+        }
+    }
+
+    fn bar_check(&self, routing_id: u16, bar: u8) -> Option<(u64, u64)> {
+        let pci = self.1.pci.as_ref()?;
+        let guest = Bdf::new(
+            (routing_id >> 8) as u8,
+            ((routing_id >> 3) & 31) as u8,
+            (routing_id & 7) as u8,
+        )?;
+        let host = pci.bus.lock().host_bdf(guest)?;
+        let device = pci.devices.iter().find(|d| d.host_bdf == host)?;
+        let (b, _) = device.bars.get(usize::from(bar))?.as_ref()?;
+        // SAFETY: the window is mapped; these reads of the device's BAR
+        // registers have no side effects and race with nothing (one vcpu).
+        let mut phys = unsafe { HostFunctionConfig::new(&pci.ecam, host) };
+        let offset = 0x10 + 4 * u16::from(bar);
+        let low = u64::from(phys.read32(offset) & !0xf);
+        let now = match b.kind {
+            BarKind::Mem64 => low | (u64::from(phys.read32(offset + 4)) << 32),
+            _ => low,
+        };
+        Some((now, b.pci_addr))
+    }
 }
 
 /// A VM ready to run.
@@ -104,27 +211,35 @@ pub struct Vm {
     ram_pa: PhysRange,
 }
 
-impl Stage2Query for (&Stage2<IdentityMap>, &IpaMap) {
-    fn stage2_info(&self, ipa: Ipa) -> Stage2Info {
-        let (stage2, map) = *self;
-        let kind = map
-            .regions
-            .iter()
-            .find(|(r, _)| r.contains(ipa))
-            .map_or(MappingKind::Unmapped, |(_, k)| *k);
-        let translation = stage2.translate(ipa);
-        Stage2Info {
-            mem_attr: translation.map_or(0, |t| t.attrs.memattr.bits()),
-            kind,
-            features: Stage2Features {
-                xn: translation.is_some_and(|t| t.attrs.xn),
-                ..map.features
-            },
-        }
-    }
+fn bus_register(
+    bus: &mut MmioBus,
+    range: IpaRange,
+    device: Box<dyn MmioDevice + Send>,
+) -> Result<(), BuildError> {
+    bus.register(range, device).map_err(|_| BuildError::Bus)
+}
 
-    fn bar_check(&self, _bdf: u16, _bar: u8) -> Option<(u64, u64)> {
-        None
+/// Applies one BAR change to stage 2. Never inlined: the place to break in a
+/// debugger to see a BAR appear (`break hypervisor::vm::machine::apply_bar_event`).
+#[inline(never)]
+fn apply_bar_event(stage2: &mut Stage2<IdentityMap>, event: BarEvent) {
+    let mut tlb = Stage2Tlb;
+    let result = match event {
+        BarEvent::Map {
+            guest,
+            host,
+            policy,
+        } => {
+            log::debug!("vm: BAR {guest} -> PA {host} mapped, policy {policy:?}");
+            stage2.map_passthrough_bar(guest, host, policy, &mut tlb)
+        }
+        BarEvent::Unmap { guest } => {
+            log::debug!("vm: BAR {guest} unmapped");
+            stage2.unmap(guest, &mut tlb)
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("vm: stage 2 refused a BAR change {event:?}: {e:?}");
     }
 }
 
@@ -145,6 +260,7 @@ impl Vm {
     /// guest RAM, the emulated devices and the vcpu at the image's entry.
     pub fn build(
         config: &VmConfig,
+        passthrough: Passthrough,
         frames: &mut FrameAllocator,
         cpu: &CpuFeatures,
     ) -> Result<Self, BuildError> {
@@ -206,6 +322,29 @@ impl Vm {
                     .unwrap_or(layout::GIC_REDIST),
             },
         };
+        let pci_windows = [
+            GuestPciWindow {
+                kind: PciSpace::Mem32,
+                prefetchable: false,
+                pci_addr: layout::PCI_MMIO32.start().raw(),
+                cpu_addr: layout::PCI_MMIO32.start(),
+                size: layout::PCI_MMIO32.size(),
+            },
+            GuestPciWindow {
+                kind: PciSpace::Mem64,
+                prefetchable: false,
+                pci_addr: layout::PCI_MMIO64.start().raw(),
+                cpu_addr: layout::PCI_MMIO64.start(),
+                size: layout::PCI_MMIO64.size(),
+            },
+        ];
+        let guest_pcie = (!passthrough.devices.is_empty()).then_some(GuestPcie {
+            ecam: layout::PCI_ECAM,
+            bus_start: 0,
+            bus_end: 255,
+            windows: &pci_windows,
+            dma_coherent: passthrough.dma_coherent,
+        });
         let dt = guest_dt::build(&GuestDtConfig {
             ram: config.ram,
             cpu_mpidrs: &[0],
@@ -220,7 +359,7 @@ impl Vm {
             bootargs: &config.bootargs,
             stdout_path: true,
             initrd: None,
-            pcie: None,
+            pcie: guest_pcie,
             hypervisor_node: true,
         })
         .map_err(BuildError::DeviceTree)?;
@@ -245,12 +384,46 @@ impl Vm {
             };
         }
 
-        let mut bus = MmioBus::new();
-        bus.register(
+        let mut bus_devices = MmioBus::new();
+        bus_register(
+            &mut bus_devices,
             layout::UART,
             Box::new(VPl011::new(|b: u8| console::guest_write_byte(b))),
-        )
-        .map_err(|_| BuildError::Bus)?;
+        )?;
+        let pci = match passthrough.ecam {
+            Some(ecam) if !passthrough.devices.is_empty() => {
+                let phys = passthrough
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        // SAFETY: the ECAM window is in the EL2 map; each
+                        // device is passed to this VM alone, whose virtual
+                        // config space becomes its config space's only user.
+                        let f = unsafe { HostFunctionConfig::new(&ecam, d.host_bdf) };
+                        Box::new(f) as Box<dyn PhysicalConfig + Send>
+                    })
+                    .collect();
+                let vbus =
+                    VirtualPciBus::new(&passthrough.devices, phys).map_err(BuildError::Pci)?;
+                let bus = Arc::new(Mutex::new(vbus));
+                let pending = Arc::new(AtomicBool::new(false));
+                bus_register(
+                    &mut bus_devices,
+                    layout::PCI_ECAM,
+                    Box::new(SharedPci {
+                        bus: bus.clone(),
+                        pending: pending.clone(),
+                    }),
+                )?;
+                Some(Pci {
+                    bus,
+                    pending,
+                    ecam,
+                    devices: passthrough.devices,
+                })
+            }
+            _ => None,
+        };
         let mut psci = PsciState::new(VCPU_MPIDR);
         psci.set_entry_range(config.ram);
 
@@ -272,6 +445,7 @@ impl Vm {
             regions: alloc::vec![
                 (config.ram, MappingKind::GuestRam),
                 (layout::UART, MappingKind::EmulatedMmio),
+                (layout::PCI_ECAM, MappingKind::EmulatedMmio),
             ],
             features: Stage2Features {
                 fwb: config.features.fwb,
@@ -279,6 +453,7 @@ impl Vm {
                 idc: config.features.idc,
                 xn: false,
             },
+            pci,
         };
         log::info!(
             "vm: {} MiB RAM at IPA {} (PA {}), {} of {} KiB at {}, entry {}, DT at {:#x}, bootargs {:?}",
@@ -310,7 +485,7 @@ impl Vm {
             }
         );
         Ok(Self {
-            exits: ExitState::new(bus, psci, config.ipa_bits),
+            exits: ExitState::new(bus_devices, psci, config.ipa_bits),
             stage2,
             ctx,
             el2,
@@ -333,12 +508,28 @@ impl Vm {
             // SAFETY: configured above; the context belongs to this VM.
             let _vector = unsafe { guest::run(&mut self.ctx) };
             let outcome = vcpu_exit(self, &mut arch);
+            self.apply_bar_events();
             match outcome {
                 Outcome::Resume => {}
                 Outcome::PowerOff => return VmEnd::PowerOff,
                 Outcome::Reset => return VmEnd::Reset,
                 Outcome::Stop(why) => return VmEnd::Stopped(why),
             }
+        }
+    }
+
+    /// Moves stage 2 after the guest's config-space writes: a BAR appears
+    /// while its device decodes memory and disappears when it stops. The
+    /// virtual config space has checked every address already; a failure
+    /// here (table pool exhausted) is the guest's problem and only logged.
+    fn apply_bar_events(&mut self) {
+        let Some(pci) = &self.ipa_map.pci else { return };
+        if !pci.pending.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let events: Vec<BarEvent> = pci.bus.lock().take_events().collect();
+        for event in events {
+            apply_bar_event(&mut self.stage2, event);
         }
     }
 
