@@ -99,6 +99,13 @@ pub fn fault_ipa(hpfar: u64, far: u64) -> Ipa {
 }
 
 /// Handles one exit recorded in `regs`.
+///
+/// HVCs to the hypervisor's own service, the commonest deliberate exit, take
+/// a short path: the class comes straight from ESR_EL2.EC and the immediate
+/// from ISS[15:0], as `decode` would give them, and the call goes to the
+/// hypercall handler without the PSCI dispatcher (which would forward it
+/// untouched) or the general handler's frame.
+#[inline]
 pub fn handle_exit(
     regs: &mut GuestRegs,
     vm: &mut ExitState,
@@ -106,14 +113,48 @@ pub fn handle_exit(
     s2: &impl Stage2Query,
 ) -> Outcome {
     vm.counters.bump(ExitCounter::Total);
-    // Fast path for the commonest deliberate exit, an HVC: its class is read
-    // straight from ESR_EL2.EC and its immediate from ISS[15:0], as `decode`
-    // would, without decoding the rest of the syndrome.
     if regs.vector == 8 && (regs.esr >> ESR_EC_SHIFT) & ESR_EC_MASK == EC_HVC64 {
         vm.counters.bump(ExitCounter::Hvc);
-        // HVC's preferred return address is the next instruction already.
-        return smccc(regs, vm, arch, s2, Conduit::Hvc, regs.esr as u16);
+        let imm16 = regs.esr as u16;
+        let function_id = regs.x.first().copied().unwrap_or(0) as u32;
+        if imm16 == 0 && psci::is_vendor_hyp(function_id) {
+            own_hypercall(regs, function_id, vm, arch, s2);
+            // HVC's preferred return address is the next instruction already.
+            return Outcome::Resume;
+        }
+        return smccc(regs, vm, arch, s2, Conduit::Hvc, imm16);
     }
+    handle_other_exit(regs, vm, arch, s2)
+}
+
+/// A call to the hypervisor's own service: arguments read in place, x0-x3
+/// written with the answer.
+#[inline(never)]
+fn own_hypercall(
+    regs: &mut GuestRegs,
+    function_id: u32,
+    vm: &ExitState,
+    arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
+) {
+    let mut args = [0u64; 7];
+    if let Some(x1_x7) = regs.x.get(1..8) {
+        args.copy_from_slice(x1_x7);
+    }
+    let values = hypercall(function_id, &args, Conduit::Hvc, vm, arch, s2);
+    for (dst, src) in regs.x.iter_mut().zip(values) {
+        *dst = src;
+    }
+}
+
+/// Every exit but an HVC.
+#[inline(never)]
+fn handle_other_exit(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
+) -> Outcome {
     match regs.vector {
         8 => {}
         // Interrupts are not routed to EL2 yet; nothing to do but resume.
@@ -125,6 +166,7 @@ pub fn handle_exit(
         _ => return Outcome::Stop("an exception from AArch32, which guests may not use"),
     }
     match decode(regs.esr) {
+        // `handle_exit` takes every HVC; this arm only keeps the match whole.
         Decoded::Hvc64(iss) => {
             vm.counters.bump(ExitCounter::Hvc);
             // HVC's preferred return address is the next instruction already.
@@ -207,15 +249,6 @@ fn smccc(
         conduit,
         imm16,
     };
-    if conduit == Conduit::Hvc && imm16 == 0 && psci::is_vendor_hyp(call.function_id) {
-        // The hypervisor's own service, which `psci::handle` would hand to
-        // `hypercall` untouched: go there directly.
-        let values = hypercall(&call, vm, arch, s2);
-        for (dst, src) in regs.x.iter_mut().zip(values) {
-            *dst = src;
-        }
-        return Outcome::Resume;
-    }
     let outcome = psci::handle(&call, &mut vm.psci);
     if conduit == Conduit::Smc && outcome.regs.is_some_and(|r| r[0] == u64::MAX) {
         // Never forwarded to firmware (hostile-guest item 17); debug level,
@@ -226,7 +259,14 @@ fn smccc(
         );
     }
     let result = match outcome.action {
-        Action::Hypercall => Some(hypercall(&call, vm, arch, s2)),
+        Action::Hypercall => Some(hypercall(
+            call.function_id,
+            &call.args,
+            call.conduit,
+            vm,
+            arch,
+            s2,
+        )),
         _ => outcome.regs,
     };
     if let Some(values) = result {
@@ -251,13 +291,15 @@ fn smccc(
 }
 
 fn hypercall(
-    call: &SmcccCall,
+    function_id: u32,
+    args: &[u64; 7],
+    conduit: Conduit,
     vm: &ExitState,
     arch: &mut impl GuestArch,
     s2: &impl Stage2Query,
 ) -> [u64; 4] {
-    let decoded = match call.conduit {
-        Conduit::Hvc => hypercall::decode(call.function_id, &call.args),
+    let decoded = match conduit {
+        Conduit::Hvc => hypercall::decode(function_id, args),
         Conduit::Smc => Err(HypercallError::NotSupported),
     };
     match decoded {
