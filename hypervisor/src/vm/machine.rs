@@ -524,7 +524,9 @@ impl Vm {
     /// here (table pool exhausted) is the guest's problem and only logged.
     fn apply_bar_events(&mut self) {
         let Some(pci) = &self.ipa_map.pci else { return };
-        if !pci.pending.swap(false, Ordering::Relaxed) {
+        // Runs after every exit: a plain load first, so the common case
+        // (nothing pending) costs no exclusive load/store pair.
+        if !pci.pending.load(Ordering::Relaxed) || !pci.pending.swap(false, Ordering::Relaxed) {
             return;
         }
         let events: Vec<BarEvent> = pci.bus.lock().take_events().collect();
