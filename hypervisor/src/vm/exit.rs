@@ -732,6 +732,51 @@ mod tests {
     }
 
     #[test]
+    fn own_service_short_path_answers_like_the_general_one() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        for fid in [
+            hypercall::HV_CALL_COUNT,
+            hypercall::HV_EXIT_STATS,
+            0x8600_0055,
+            0xc600_ff01,
+        ] {
+            let args = [0u64, 0, 0, 0, 0, 0, 0];
+            // The PSCI dispatcher would forward it to `hypercall` untouched.
+            let call = SmcccCall {
+                function_id: fid,
+                args,
+                conduit: Conduit::Hvc,
+                imm16: 0,
+            };
+            assert!(matches!(
+                psci::handle(&call, &mut vm.psci).action,
+                Action::Hypercall
+            ));
+            let general = hypercall(fid, &args, Conduit::Hvc, &vm, &mut a, &FakeS2);
+            let mut r = regs((0x16 << 26) | (1 << 25));
+            r.x[0] = fid.into();
+            let exits = vm.counters.get(ExitCounter::Total);
+            let hvcs = vm.counters.get(ExitCounter::Hvc);
+            assert_eq!(
+                handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+                Outcome::Resume
+            );
+            if fid != hypercall::HV_EXIT_STATS {
+                assert_eq!(r.x[..4], general, "{fid:#x}");
+            }
+            assert_eq!(r.pc, 0x4010_0000, "HVC returns past itself already");
+            assert_eq!(vm.counters.get(ExitCounter::Total), exits + 1);
+            assert_eq!(vm.counters.get(ExitCounter::Hvc), hvcs + 1);
+            // A non-zero immediate is not an SMCCC call, whatever x0 says.
+            let mut r = regs((0x16 << 26) | (1 << 25) | 1);
+            r.x[0] = fid.into();
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+            assert_eq!(r.x[0], u64::MAX, "{fid:#x} with imm16 1");
+        }
+    }
+
+    #[test]
     fn set_way_becomes_clean_invalidate_and_other_sysregs_undef() {
         let (mut vm, _) = vm();
         let mut a = FakeArch::default();
