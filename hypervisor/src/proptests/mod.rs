@@ -19,7 +19,6 @@ mod platform;
 mod psci;
 mod vpl011;
 
-// Virtual PCI config space (`pci::vconfig`): its properties (BAR sizing
-// keeps the type bits, writes to read-only fields are ignored, accesses of
-// 3 or 8 bytes or crossing a dword read all ones) go in `vconfig.rs` here
-// once that module exists.
+// The virtual PCI config space has its randomized invariant test beside it
+// (`pci::vconfig::tests::random_accesses_keep_the_invariants`) and a fuzz
+// target (`hypervisor/fuzz/fuzz_targets/pci_vconfig.rs`).
