@@ -18,7 +18,7 @@ use spin::Mutex;
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
-use crate::arch::aarch64::tlb::{dcache_range, CacheOp, Stage2Tlb};
+use crate::arch::aarch64::tlb::{dcache_range, zero_range, CacheOp, Stage2Tlb};
 use crate::console;
 use crate::devices::vpl011::VPl011;
 use crate::mm::addr::{Ipa, IpaRange, PhysRange, PAGE_SIZE, SIZE_2M};
@@ -281,13 +281,16 @@ impl Vm {
             .map_ram(config.ram, ram_pa.start(), &mut tlb)
             .map_err(BuildError::Stage2)?;
 
+        // Whatever was in these frames before is not the guest's to see.
+        // SAFETY: the range is the VM's RAM, Normal memory in the EL2 map,
+        // and nothing else uses it.
+        unsafe { zero_range(ram_pa.start().raw(), ram_pa.size()) };
+
         // SAFETY: the frame allocator gave this range to the VM alone, and
         // the EL2 map covers all usable RAM read-write.
         let ram = unsafe {
             core::slice::from_raw_parts_mut(ram_pa.start().raw() as *mut u8, ram_pa.size() as usize)
         };
-        // Whatever was in these frames before is not the guest's to see.
-        ram.fill(0);
 
         // The guest image, from the loader's initrd.
         // SAFETY: the DT says the loader put the initrd here; the EL2 map

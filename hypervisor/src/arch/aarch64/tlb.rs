@@ -114,3 +114,45 @@ impl Stage2Tlb {
         };
     }
 }
+
+/// Zeroes `[start, start + len)` with `DC ZVA` (a whole block of
+/// DCZID_EL0.BS words per instruction) where the architecture allows it,
+/// and plain stores for the unaligned ends or when DCZID_EL0.DZP forbids it.
+///
+/// # Safety
+///
+/// The range must be mapped as Normal memory, writable, and unused by
+/// anything else.
+pub unsafe fn zero_range(start: u64, len: u64) {
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    let end = start.saturating_add(len);
+    let block = 4u64 << (dczid & 0xf);
+    let prohibited = dczid & (1 << 4) != 0;
+    let first = start
+        .checked_add(block - 1)
+        .map_or(end, |a| a & !(block - 1))
+        .min(end);
+    let last = (end & !(block - 1)).max(first);
+    let plain = |from: u64, to: u64| {
+        if to > from {
+            // SAFETY: inside the caller's range, which it hands over.
+            unsafe { core::ptr::write_bytes(from as *mut u8, 0, (to - from) as usize) };
+        }
+    };
+    if prohibited {
+        plain(start, end);
+        return;
+    }
+    plain(start, first);
+    let mut addr = first;
+    while addr < last {
+        // SAFETY: a whole aligned block inside the caller's Normal-memory range.
+        unsafe { asm!("dc zva, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += block;
+    }
+    plain(last, end);
+    // SAFETY: a barrier only orders the zeroing before later accesses.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+}
