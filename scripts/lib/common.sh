@@ -293,8 +293,16 @@ need_tools() {
         # Extracting the Raspberry Pi 4 DTB from Debian's arm64 kernel package.
         _have dpkg-deb || pkgs+=(dpkg)
     fi
-    if [[ $use == debug ]]; then
+    if [[ $use == debug || $use == test ]]; then
+        # scripts/test runs the gdb scenario too.
         _have gdb-multiarch || pkgs+=(gdb-multiarch)
+    fi
+    if [[ $use == test ]]; then
+        _have shellcheck || pkgs+=(shellcheck)
+    fi
+    if [[ $use != image ]]; then
+        # Scenario checks and the SVG plotter.
+        _have python3 || pkgs+=(python3)
     fi
 
     if ((${#pkgs[@]})); then
