@@ -14,7 +14,9 @@
     clippy::panic
 )]
 
-use crate::arch::aarch64::esr::{decode, Decoded, FaultStatus, MmioAccess, SysRegIss};
+use crate::arch::aarch64::esr::{
+    decode, DataAbortIss, Decoded, Esr, FaultStatus, MmioAccess, SysRegIss,
+};
 use crate::mm::addr::Ipa;
 use crate::vm::hypercall::{
     self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info,
@@ -90,6 +92,8 @@ const ESR_EC_SHIFT: u64 = 26;
 const ESR_EC_MASK: u64 = 0x3f;
 /// EC of an HVC from AArch64 (Arm ARM D23.2, "ESR_EL2").
 const EC_HVC64: u64 = 0x16;
+/// ESR_EL2.EC of a data abort from a lower exception level.
+const EC_DABT_LOWER: u64 = 0x24;
 
 /// The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA gives bits 47:12,
 /// FAR_EL2 the offset in the page (Arm ARM D23.2, "HPFAR_EL2").
@@ -124,6 +128,11 @@ pub fn handle_exit(
         }
         return smccc(regs, vm, arch, s2, Conduit::Hvc, imm16);
     }
+    if regs.vector == 8 && (regs.esr >> ESR_EC_SHIFT) & ESR_EC_MASK == EC_DABT_LOWER {
+        // Emulated MMIO is the other hot exit: straight to the data-abort
+        // handler, without decoding the syndrome into every class.
+        return data_abort(regs, vm, arch, DataAbortIss::new(Esr::new(regs.esr).iss()));
+    }
     handle_other_exit(regs, vm, arch, s2)
 }
 
@@ -145,6 +154,42 @@ fn own_hypercall(
     for (dst, src) in regs.x.iter_mut().zip(values) {
         *dst = src;
     }
+}
+
+/// A stage-2 data abort from the guest: cache maintenance on a hole is
+/// skipped, a table walk or an address beyond the IPA size aborts, anything
+/// else is an MMIO access to emulate (or abort).
+fn data_abort(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    iss: DataAbortIss,
+) -> Outcome {
+    vm.counters.bump(ExitCounter::DataAbort);
+    let ipa = fault_ipa(regs.hpfar, regs.far);
+    if iss.cm() {
+        // Cache maintenance by VA on MMIO or a hole: nothing to
+        // maintain (hostile-guest item 6).
+        regs.pc = regs.pc.wrapping_add(4);
+        return Outcome::Resume;
+    }
+    if iss.s1ptw() {
+        // The guest's own table walk left its RAM (item 5).
+        let level = iss.dfsc().level().unwrap_or(0).clamp(0, 3) as u64;
+        return abort(
+            regs,
+            vm,
+            arch,
+            iss.wnr(),
+            fsc::SYNC_EXTERNAL_WALK_L0 + level,
+            true,
+        );
+    }
+    if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
+        // Beyond the IPA size (item 4).
+        return abort(regs, vm, arch, iss.wnr(), fsc::ADDRESS_SIZE_L0, false);
+    }
+    mmio(regs, vm, arch, ipa, iss.mmio_access(), iss.wnr())
 }
 
 /// Every exit but an HVC.
@@ -178,33 +223,7 @@ fn handle_other_exit(
             regs.pc = regs.pc.wrapping_add(4);
             smccc(regs, vm, arch, s2, Conduit::Smc, iss.imm16())
         }
-        Decoded::DataAbort { iss, .. } => {
-            vm.counters.bump(ExitCounter::DataAbort);
-            let ipa = fault_ipa(regs.hpfar, regs.far);
-            if iss.cm() {
-                // Cache maintenance by VA on MMIO or a hole: nothing to
-                // maintain (hostile-guest item 6).
-                regs.pc = regs.pc.wrapping_add(4);
-                return Outcome::Resume;
-            }
-            if iss.s1ptw() {
-                // The guest's own table walk left its RAM (item 5).
-                let level = iss.dfsc().level().unwrap_or(0).clamp(0, 3) as u64;
-                return abort(
-                    regs,
-                    vm,
-                    arch,
-                    iss.wnr(),
-                    fsc::SYNC_EXTERNAL_WALK_L0 + level,
-                    true,
-                );
-            }
-            if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
-                // Beyond the IPA size (item 4).
-                return abort(regs, vm, arch, iss.wnr(), fsc::ADDRESS_SIZE_L0, false);
-            }
-            mmio(regs, vm, arch, ipa, iss.mmio_access(), iss.wnr())
-        }
+        Decoded::DataAbort { iss, .. } => data_abort(regs, vm, arch, iss),
         Decoded::InstrAbort { .. } => {
             // Fetch from a hole, MMIO or a BAR, which are never executable
             // (items 2, 3).
