@@ -35,6 +35,7 @@ EXPECT=(
     'platform: cpus: 4 '
     # QEMU's own note that it took the PCIe host bridge out of the DT.
     'brcm,bcm2711-pcie has been disabled'
+    'pci: passthrough off: the device tree has no generic ECAM PCIe host bridge'
     '\[guest\] GUEST hello: EL1, DT at 0x[0-9a-f]+, hypervisor=present'
     'vm: the guest powered off'
     'stopping: system off'

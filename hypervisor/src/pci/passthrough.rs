@@ -84,11 +84,20 @@ pub unsafe fn setup(
 ) -> Passthrough {
     let mut out = Passthrough::default();
     let Some(bridge) = platform.pcie.first() else {
-        if options.pci_passthrough.is_some() {
-            let _ = writeln!(
-                out.report,
-                "passthrough off: the device tree has no generic ECAM PCIe host bridge"
-            );
+        let _ = write!(
+            out.report,
+            "passthrough off: the device tree has no generic ECAM PCIe host bridge"
+        );
+        match platform.unsupported_pcie.first() {
+            Some(u) => {
+                let _ = writeln!(out.report, " ({} is {})", u.node, u.compatible);
+            }
+            None => {
+                let _ = writeln!(out.report);
+            }
+        }
+        if let Some(asked) = options.pci_passthrough {
+            let _ = writeln!(out.report, "pci.passthrough={asked} ignored");
         }
         return out;
     };
