@@ -1,10 +1,5 @@
-//! Links the EL1 test guest with its own linker script as a self-relocating
-//! PIE, the same way as the hypervisor, except for `-z notext`: the
-//! precompiled `core` for this target is not position independent, and its
-//! read-only tables (panic and formatting paths the `fdt` crate reaches) hold
-//! absolute addresses. With `-z notext` the linker turns those into
-//! R_AARCH64_RELATIVE entries like all others, which the boot code applies
-//! while the MMU is off and every page is writable.
+//! Links the EL1 test guest with its own linker script. The flags that make it a
+//! self-relocating PIE are the target's, in `.cargo/config.toml`.
 //! Host builds (unit tests, clippy) get no link arguments.
 
 fn main() {
@@ -14,16 +9,5 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     if target.starts_with("aarch64-") && target.contains("-none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
-        for arg in [
-            "-pie",
-            "--no-dynamic-linker",
-            "-z",
-            "notext",
-            "--gc-sections",
-            "-z",
-            "norelro",
-        ] {
-            println!("cargo:rustc-link-arg-bins={arg}");
-        }
     }
 }

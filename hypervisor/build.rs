@@ -1,4 +1,5 @@
-//! Links the EL2 binary with its own linker script as a self-relocating PIE.
+//! Links the EL2 binary with its own linker script. The flags that make it a
+//! self-relocating PIE are the target's, in `.cargo/config.toml`.
 //! Host builds (unit tests, clippy) get no link arguments.
 
 fn main() {
@@ -8,20 +9,5 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     if target.starts_with("aarch64-") && target.contains("-none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
-        // `-z notext`: the prebuilt core and alloc are not position-independent,
-        // so their read-only tables carry absolute addresses. Those become
-        // ordinary R_AARCH64_RELATIVE entries, applied by the boot code while
-        // the MMU is off and everything is still writable.
-        for arg in [
-            "-pie",
-            "--no-dynamic-linker",
-            "-z",
-            "notext",
-            "--gc-sections",
-            "-z",
-            "norelro",
-        ] {
-            println!("cargo:rustc-link-arg-bins={arg}");
-        }
     }
 }
