@@ -10,8 +10,6 @@ extern "C" {
     static __image_start: u8;
     static __text_end: u8;
     static __rodata_end: u8;
-    static __data_end: u8;
-    static __bss_end: u8;
     static __main_stack_guard: u8;
     static __main_stack_bottom: u8;
     static __main_stack_top: u8;
@@ -67,16 +65,4 @@ pub fn image_layout() -> ImageLayout {
             exception_stack: range(&__exception_stack_bottom, &__exception_stack_top),
         }
     }
-}
-
-/// The end of initialised data and bss, for the boot report.
-pub fn bss_end() -> PhysAddr {
-    // SAFETY: only the symbol's address is taken.
-    unsafe { addr(&__bss_end) }
-}
-
-/// The end of initialised data.
-pub fn data_end() -> PhysAddr {
-    // SAFETY: only the symbol's address is taken.
-    unsafe { addr(&__data_end) }
 }

@@ -7,7 +7,7 @@
 
 use super::addr::{PhysRange, VirtAddr, VirtRange};
 use super::attrs::Shareability;
-use super::pgtable::el2::{El2Attrs, El2PageTable, El2Stage1};
+use super::pgtable::el2::{El2Attrs, El2PageTable};
 use super::pgtable::{MapError, PhysToVirt, TableConfig, TlbMaint};
 
 /// MAIR_EL2 index of Normal Write-Back (inner and outer, read/write-allocate).
@@ -165,9 +165,6 @@ pub fn build<M: PhysToVirt>(
     }
     Ok(())
 }
-
-/// The regime marker, re-exported for callers that name the table type.
-pub type Regime = El2Stage1;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
 use crate::arch::aarch64::tlb::{dcache_range, zero_range, CacheOp, Stage2Tlb};
 use crate::console;
 use crate::devices::vpl011::VPl011;
-use crate::mm::addr::{Ipa, IpaRange, PhysRange, PAGE_SIZE, SIZE_2M};
+use crate::mm::addr::{Ipa, IpaRange, PAGE_SIZE, SIZE_2M};
 use crate::mm::attrs::BarPolicy;
 use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pgtable::pool::{IdentityMap, PoolError, TablePool};
@@ -208,7 +208,6 @@ pub struct Vm {
     ctx: Box<VcpuContext>,
     el2: GuestEl2Config,
     ipa_map: IpaMap,
-    ram_pa: PhysRange,
 }
 
 fn bus_register(
@@ -493,7 +492,6 @@ impl Vm {
             ctx,
             el2,
             ipa_map,
-            ram_pa,
         })
     }
 
@@ -541,11 +539,6 @@ impl Vm {
     /// Exit counters so far.
     pub fn exit_count(&self, counter: ExitCounter) -> u64 {
         self.exits.counters.get(counter)
-    }
-
-    /// Where the guest's RAM is.
-    pub fn ram(&self) -> PhysRange {
-        self.ram_pa
     }
 
     /// The guest PC at the last exit.

@@ -35,8 +35,6 @@ pub const SEMIHOSTING_HLT: u32 = 0xd45e_0000;
 
 /// PSCI function IDs (Arm DEN 0022, "PSCI function IDs").
 pub mod psci_fn {
-    /// PSCI_VERSION.
-    pub const VERSION: u32 = 0x8400_0000;
     /// SYSTEM_OFF.
     pub const SYSTEM_OFF: u32 = 0x8400_0008;
     /// SYSTEM_RESET.

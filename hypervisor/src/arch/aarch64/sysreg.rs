@@ -40,11 +40,6 @@ pub fn counter() -> (u64, u64) {
     (read_sysreg!("cntpct_el0"), read_sysreg!("cntfrq_el0"))
 }
 
-/// SCTLR_EL2.
-pub fn sctlr_el2() -> u64 {
-    read_sysreg!("sctlr_el2")
-}
-
 /// Configures and enables the EL2 stage-1 MMU and caches.
 ///
 /// # Safety
