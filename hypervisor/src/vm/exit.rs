@@ -17,12 +17,16 @@
 use crate::arch::aarch64::esr::{
     decode, DataAbortIss, Decoded, Esr, FaultStatus, MmioAccess, SysRegIss,
 };
+use alloc::sync::Arc;
+
+use spin::Mutex;
+
+use crate::devices::mmio::{BusAccess, DispatchResult, Effects, MmioBus, VcpuId};
 use crate::mm::addr::Ipa;
 use crate::vm::hypercall::{
     self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info,
 };
 use crate::vm::inject::{self, fsc, GuestState, Injection};
-use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
 use crate::vm::psci::{self, Action, Conduit, PsciState, SmcccCall};
 use crate::vm::vcpu::GuestRegs;
 
@@ -55,33 +59,85 @@ pub enum Outcome {
     Resume,
     /// The guest powered off (PSCI SYSTEM_OFF, or CPU_OFF of its last vcpu).
     PowerOff,
+    /// PSCI CPU_OFF: this vCPU stops; others are still on.
+    CpuOff,
+    /// PSCI CPU_ON accepted: the run loop starts the target vCPU, and on
+    /// failure marks it off and answers INTERNAL_FAILURE in the caller's x0
+    /// (already SUCCESS).
+    CpuOn {
+        /// Affinity of the target's (virtual) MPIDR.
+        target_mpidr: u64,
+        /// Entry point IPA, checked to be in guest RAM.
+        entry: u64,
+        /// The target's x0.
+        context_id: u64,
+    },
     /// The guest asked for a reset (PSCI SYSTEM_RESET).
     Reset,
     /// The VM cannot go on; the reason is for the log. The hypervisor stays up.
     Stop(&'static str),
 }
 
-/// Per-VM state the exit handler works on.
-pub struct ExitState {
+/// What all vCPUs of a VM share for their exits. The bus locks each device
+/// per access; the PSCI table is locked for one call at a time. Neither lock
+/// is ever held across guest entry.
+pub struct VmExitShared {
     /// Emulated devices.
     pub bus: MmioBus,
-    /// PSCI power state.
-    pub psci: PsciState,
-    /// Exit counters, readable through a hypercall.
-    pub counters: ExitCounters,
+    /// PSCI power state of every vCPU.
+    pub psci: Mutex<PsciState>,
     /// One past the highest IPA stage 2 translates.
     pub ipa_limit: u64,
+}
+
+impl VmExitShared {
+    /// The shared exit state of a VM with these devices, vCPUs and IPA size.
+    pub fn new(bus: MmioBus, psci: PsciState, ipa_bits: u32) -> Self {
+        Self {
+            bus,
+            psci: Mutex::new(psci),
+            ipa_limit: 1u64.checked_shl(ipa_bits).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// One vCPU's exit state: its own counters and pending effects, and the
+/// VM's shared part.
+pub struct ExitState {
+    /// What the VM's vCPUs share.
+    pub shared: Arc<VmExitShared>,
+    /// Which vCPU this is.
+    pub vcpu: VcpuId,
+    /// Affinity of its virtual MPIDR, as the PSCI table knows it.
+    pub mpidr: u64,
+    /// Exit counters, readable through a hypercall.
+    pub counters: ExitCounters,
+    /// What the last exit's device accesses asked of the VM; the run loop
+    /// applies and clears them before the vCPU resumes.
+    pub effects: Effects,
     no_syndrome_logged: bool,
 }
 
 impl ExitState {
-    /// State for a VM with these devices, vcpus and IPA size.
+    /// State for the boot vCPU of a VM with these devices, vcpus and IPA
+    /// size (its MPIDR is the PSCI table's first).
     pub fn new(bus: MmioBus, psci: PsciState, ipa_bits: u32) -> Self {
+        let mpidr = psci.current_mpidr();
+        Self::for_vcpu(
+            Arc::new(VmExitShared::new(bus, psci, ipa_bits)),
+            VcpuId(0),
+            mpidr,
+        )
+    }
+
+    /// State for vCPU `vcpu` (MPIDR affinity `mpidr`) of a VM.
+    pub fn for_vcpu(shared: Arc<VmExitShared>, vcpu: VcpuId, mpidr: u64) -> Self {
         Self {
-            bus,
-            psci,
+            shared,
+            vcpu,
+            mpidr,
             counters: ExitCounters::default(),
-            ipa_limit: 1u64.checked_shl(ipa_bits).unwrap_or(u64::MAX),
+            effects: Effects::new(),
             no_syndrome_logged: false,
         }
     }
@@ -185,7 +241,7 @@ fn data_abort(
             true,
         );
     }
-    if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
+    if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.shared.ipa_limit {
         // Beyond the IPA size (item 4).
         return abort(regs, vm, arch, iss.wnr(), fsc::ADDRESS_SIZE_L0, false);
     }
@@ -268,7 +324,14 @@ fn smccc(
         conduit,
         imm16,
     };
-    let outcome = psci::handle(&call, &mut vm.psci);
+    // One lock for the call and the check that follows, so that of two
+    // vCPUs turning off at once exactly one sees the last one go.
+    let (outcome, any_on) = {
+        let mut table = vm.shared.psci.lock();
+        table.set_current(vm.mpidr);
+        let outcome = psci::handle(&call, &mut table);
+        (outcome, table.any_on())
+    };
     if conduit == Conduit::Smc && outcome.regs.is_some_and(|r| r[0] == u64::MAX) {
         // Never forwarded to firmware (hostile-guest item 17); debug level,
         // since a guest can issue these in a loop.
@@ -296,15 +359,17 @@ fn smccc(
     match outcome.action {
         Action::SystemOff => Outcome::PowerOff,
         Action::SystemReset => Outcome::Reset,
-        Action::CpuOff if !vm.psci.any_on() => Outcome::PowerOff,
-        Action::CpuOn { target_mpidr, .. } => {
-            // Only one vcpu runs so far: a second cannot be started.
-            vm.psci.set_power(target_mpidr, false);
-            if let Some(x0) = regs.x.first_mut() {
-                *x0 = psci::ret::INTERNAL_FAILURE as i64 as u64;
-            }
-            Outcome::Resume
-        }
+        Action::CpuOff if !any_on => Outcome::PowerOff,
+        Action::CpuOff => Outcome::CpuOff,
+        Action::CpuOn {
+            target_mpidr,
+            entry,
+            context_id,
+        } => Outcome::CpuOn {
+            target_mpidr,
+            entry,
+            context_id,
+        },
         _ => Outcome::Resume,
     }
 }
@@ -348,7 +413,7 @@ fn mmio(
     write: bool,
 ) -> Outcome {
     let Some(access) = access else {
-        if let Some((_, name)) = vm.bus.device_at(ipa) {
+        if let Some((_, name)) = vm.shared.bus.device_at(ipa) {
             // Pair, pre/post-index and SIMD accesses carry no syndrome to
             // emulate from (item 8): the guest gets an abort.
             if !vm.no_syndrome_logged {
@@ -374,7 +439,11 @@ fn mmio(
         sign_extend: access.sign_extend,
         sixty_four: access.sixty_four,
     };
-    match vm.bus.dispatch(ipa, bus_access) {
+    match vm
+        .shared
+        .bus
+        .dispatch(vm.vcpu, ipa, bus_access, &mut vm.effects)
+    {
         DispatchResult::Read(value) => {
             if let Some(dst) = regs.x.get_mut(reg) {
                 *dst = value;
@@ -528,15 +597,28 @@ mod tests {
         struct AssertSend<T>(T);
         // SAFETY: host tests run the bus on one thread.
         unsafe impl<T> Send for AssertSend<T> {}
-        impl<T: crate::vm::mmio::MmioDevice> crate::vm::mmio::MmioDevice for AssertSend<T> {
+        impl<T: crate::devices::mmio::MmioDevice> crate::devices::mmio::MmioDevice for AssertSend<T> {
             fn name(&self) -> &'static str {
                 self.0.name()
             }
-            fn read(&mut self, o: u64, s: u8) -> crate::vm::mmio::MmioResult<u64> {
-                self.0.read(o, s)
+            fn read(
+                &mut self,
+                c: VcpuId,
+                o: u64,
+                s: u8,
+                fx: &mut Effects,
+            ) -> crate::devices::mmio::MmioResult<u64> {
+                self.0.read(c, o, s, fx)
             }
-            fn write(&mut self, o: u64, s: u8, v: u64) -> crate::vm::mmio::MmioResult<()> {
-                self.0.write(o, s, v)
+            fn write(
+                &mut self,
+                c: VcpuId,
+                o: u64,
+                s: u8,
+                v: u64,
+                fx: &mut Effects,
+            ) -> crate::devices::mmio::MmioResult<()> {
+                self.0.write(c, o, s, v, fx)
             }
         }
         bus.register(
@@ -769,7 +851,7 @@ mod tests {
                 imm16: 0,
             };
             assert!(matches!(
-                psci::handle(&call, &mut vm.psci).action,
+                psci::handle(&call, &mut vm.shared.psci.lock()).action,
                 Action::Hypercall
             ));
             let general = hypercall(fid, &args, Conduit::Hvc, &vm, &mut a, &FakeS2);

@@ -10,6 +10,5 @@ pub mod inject;
 pub mod layout;
 #[cfg(target_os = "none")]
 pub mod machine;
-pub mod mmio;
 pub mod psci;
 pub mod vcpu;
