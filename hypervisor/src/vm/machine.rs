@@ -33,7 +33,6 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use spin::Mutex;
@@ -51,38 +50,25 @@ use crate::devices::vpl011::VPl011;
 use crate::layout::ImageLayout;
 use crate::mm::addr::{Ipa, IpaRange, PAGE_SIZE, SIZE_2M};
 use crate::mm::attrs::BarPolicy;
-use crate::mm::frame::{FrameAllocator, FrameError};
-use crate::mm::pgtable::pool::{IdentityMap, PoolError, TablePool};
-use crate::mm::stage2::{Stage2, Stage2Config, Stage2Error, Vmid, VtcrError};
+use crate::mm::frame::FrameAllocator;
+use crate::mm::pgtable::pool::{IdentityMap, TablePool};
+use crate::mm::stage2::{Stage2, Stage2Config, Vmid};
 use crate::pci::passthrough::{EcamWindow, HostFunctionConfig, Passthrough};
 use crate::pci::types::{BarKind, Bdf, PassthroughDevice};
-use crate::pci::vconfig::{GuestWindows, PhysicalConfig, VconfigError, VirtualPciBus};
-use crate::platform::GicVersion;
+use crate::pci::vconfig::{GuestWindows, PhysicalConfig, VirtualPciBus};
+use crate::vm::builder::{self, vcpu_mpidr, BuildError, PciePlan, VmPlan};
 use crate::vm::config::{VmConfig, MAX_VCPUS};
 use crate::vm::exit::{self, ExitState, Outcome, Stage2Query, VmExitShared};
-use crate::vm::fdt_writer::FdtError;
-use crate::vm::guest_dt::{
-    self, GuestDtConfig, GuestGic, GuestPciWindow, GuestPcie, GuestUart, PciSpace,
-};
 use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info};
-use crate::vm::image::{self, ImageError};
+use crate::vm::image::ImageKind;
 use crate::vm::layout;
-use crate::vm::psci::{self, PsciState};
+use crate::vm::psci::{self};
 use crate::vm::vcpu::{self, GuestRegs};
 
 /// Table pages for a VM's stage 2: RAM in blocks and a few devices need a
 /// handful; BAR relocations and splits take more. A bounded pool: running
 /// out is an error, never an allocator panic (hostile-guest item 13).
 const STAGE2_POOL_PAGES: u64 = 256;
-
-/// Room kept at the top of guest RAM for the guest's device tree.
-const DT_RESERVE: u64 = SIZE_2M;
-
-/// MPIDR_EL1 that vCPU `index` reads: affinity Aff0 = index, bit 31 RES1,
-/// U (bit 30) clear since the VM is a multiprocessor one.
-const fn vcpu_mpidr(index: usize) -> u64 {
-    (1 << 31) | index as u64
-}
 
 /// Where the boot vCPU's exit counters are, for the debugger's `hv-exits`
 /// (0 while no VM runs). Exported unmangled so gdb finds it by name.
@@ -104,48 +90,6 @@ pub static HV_VCPU_EXIT_COUNTERS: [AtomicUsize; MAX_VCPUS] =
 /// failed, and how long the VM's end waits for the other vCPUs to stop:
 /// a tenth of a second of the system counter.
 const CPU_WAIT_DIVISOR: u64 = 10;
-
-/// Why a VM could not be built.
-#[derive(Debug)]
-pub enum BuildError {
-    /// Not enough physical memory.
-    Frames(FrameError),
-    /// Stage-2 configuration.
-    Vtcr(VtcrError),
-    /// Stage-2 table pool.
-    Pool(PoolError),
-    /// Stage-2 mapping.
-    Stage2(Stage2Error),
-    /// The guest image.
-    Image(ImageError),
-    /// The guest device tree.
-    DeviceTree(FdtError),
-    /// An emulated device could not be placed.
-    Bus,
-    /// The passed-through devices cannot be shown to the guest.
-    Pci(VconfigError),
-    /// The VM cannot have this many vCPUs.
-    Vcpus(usize),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Frames(e) => write!(f, "guest memory: {e}"),
-            Self::Vtcr(e) => write!(f, "stage 2: {e:?}"),
-            Self::Pool(e) => write!(f, "stage-2 tables: {e}"),
-            Self::Stage2(e) => write!(f, "stage 2: {e:?}"),
-            Self::Image(e) => write!(f, "guest image: {e}"),
-            Self::DeviceTree(e) => write!(f, "guest device tree: {e}"),
-            Self::Bus => write!(f, "emulated devices overlap"),
-            Self::Pci(e) => write!(f, "passthrough: {e}"),
-            Self::Vcpus(n) => write!(
-                f,
-                "{n} vCPUs do not fit the layout (1 to {MAX_VCPUS}, one GIC redistributor each)"
-            ),
-        }
-    }
-}
 
 /// How a VM ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,10 +317,20 @@ impl Vm {
         cpu: &CpuFeatures,
         image: &ImageLayout,
     ) -> Result<&'static Self, BuildError> {
-        let vcpu_count = config.cpus.len();
-        if vcpu_count == 0 || vcpu_count > MAX_VCPUS {
-            return Err(BuildError::Vcpus(vcpu_count));
-        }
+        // The guest image, from the loader's initrd.
+        // SAFETY: the DT says the loader put the initrd here; the EL2 map
+        // covers it read-only and it was carved out of usable memory.
+        let file = unsafe {
+            core::slice::from_raw_parts(
+                config.image.start().raw() as *const u8,
+                config.image.size() as usize,
+            )
+        };
+        let pcie = (!passthrough.devices.is_empty()).then_some(PciePlan {
+            dma_coherent: passthrough.dma_coherent,
+        });
+        let plan = VmPlan::new(config, file, pcie)?;
+
         // Guest RAM, 2 MiB aligned so stage 2 can use blocks.
         let ram_pa = frames
             .alloc(config.ram.size(), SIZE_2M)
@@ -390,102 +344,21 @@ impl Vm {
         let mut stage2 =
             Stage2::new(s2config, Vmid(1), config.features, pool).map_err(BuildError::Stage2)?;
         let mut tlb = Stage2Tlb::for_vm(stage2.vttbr());
-        stage2
-            .map_ram(config.ram, ram_pa.start(), &mut tlb)
-            .map_err(BuildError::Stage2)?;
+        builder::map_stage2(config, &mut stage2, ram_pa.start(), &mut tlb)?;
 
         // Whatever was in these frames before is not the guest's to see.
         // SAFETY: the range is the VM's RAM, Normal memory in the EL2 map,
         // and nothing else uses it.
         unsafe { zero_range(ram_pa.start().raw(), ram_pa.size()) };
-
         // SAFETY: the frame allocator gave this range to the VM alone, and
         // the EL2 map covers all usable RAM read-write.
         let ram = unsafe {
             core::slice::from_raw_parts_mut(ram_pa.start().raw() as *mut u8, ram_pa.size() as usize)
         };
-
-        // The guest image, from the loader's initrd.
-        // SAFETY: the DT says the loader put the initrd here; the EL2 map
-        // covers it read-only and it was carved out of usable memory.
-        let file = unsafe {
-            core::slice::from_raw_parts(
-                config.image.start().raw() as *const u8,
-                config.image.size() as usize,
-            )
-        };
-        let parsed = image::parse(file).map_err(BuildError::Image)?;
-        let placed = image::placement(&parsed, config.ram, file.len() as u64, DT_RESERVE)
-            .map_err(BuildError::Image)?;
-        let entry = parsed
-            .entry(&placed)
-            .ok_or(BuildError::Image(ImageError::Empty))?;
-        let offset = (placed.start().raw() - config.ram.start().raw()) as usize;
-        ram.get_mut(offset..offset + file.len())
-            .ok_or(BuildError::Image(ImageError::Empty))?
-            .copy_from_slice(file);
-
-        // The guest's device tree, at the top of its RAM.
-        let gic = match config.gic {
-            GicVersion::V2 => GuestGic::V2 {
-                dist: layout::GIC_DIST,
-                cpu: layout::GIC_CPU,
-            },
-            GicVersion::V3 => GuestGic::V3 {
-                dist: layout::GIC_DIST,
-                // One redistributor (an RD and an SGI frame) per vCPU.
-                redist: IpaRange::new(layout::GIC_REDIST.start(), 0x2_0000 * vcpu_count as u64)
-                    .filter(|r| layout::GIC_REDIST.contains_range(r))
-                    .ok_or(BuildError::Vcpus(vcpu_count))?,
-            },
-        };
-        let pci_windows = [
-            GuestPciWindow {
-                kind: PciSpace::Mem32,
-                prefetchable: false,
-                pci_addr: layout::PCI_MMIO32.start().raw(),
-                cpu_addr: layout::PCI_MMIO32.start(),
-                size: layout::PCI_MMIO32.size(),
-            },
-            GuestPciWindow {
-                kind: PciSpace::Mem64,
-                prefetchable: false,
-                pci_addr: layout::PCI_MMIO64.start().raw(),
-                cpu_addr: layout::PCI_MMIO64.start(),
-                size: layout::PCI_MMIO64.size(),
-            },
-        ];
-        let guest_pcie = (!passthrough.devices.is_empty()).then_some(GuestPcie {
-            ecam: layout::PCI_ECAM,
-            bus_start: 0,
-            bus_end: 255,
-            windows: &pci_windows,
-            dma_coherent: passthrough.dma_coherent,
-        });
-        let cpu_mpidrs: Vec<u64> = (0..vcpu_count as u64).collect();
-        let dt = guest_dt::build(&GuestDtConfig {
-            ram: config.ram,
-            cpu_mpidrs: &cpu_mpidrs,
-            uart: Some(GuestUart {
-                base: layout::UART.start(),
-                size: layout::UART.size(),
-                spi: layout::UART_SPI,
-            }),
-            gic,
-            timer_ppis: [13, 14, 11, 10],
-            psci_method: "hvc",
-            bootargs: &config.bootargs,
-            stdout_path: true,
-            initrd: None,
-            pcie: guest_pcie,
-            hypervisor_node: true,
-        })
-        .map_err(BuildError::DeviceTree)?;
-        let dt_ipa = config.ram.end().raw() - DT_RESERVE;
-        let dt_offset = (dt_ipa - config.ram.start().raw()) as usize;
-        ram.get_mut(dt_offset..dt_offset + dt.len())
-            .ok_or(BuildError::DeviceTree(FdtError::TooLarge))?
-            .copy_from_slice(&dt);
+        plan.load(config, ram, file)?;
+        let vcpu_count = plan.vcpus;
+        let entry = plan.entry;
+        let dt_ipa = plan.dt_at.raw();
 
         if stage2.ram_needs_clean_to_poc() {
             // Without FWB the guest starts with its MMU and caches off and
@@ -541,12 +414,7 @@ impl Vm {
             }
             _ => None,
         };
-        let mut psci = PsciState::new(vcpu_mpidr(0));
-        for i in 1..vcpu_count {
-            psci.add_vcpu(i as u64)
-                .map_err(|_| BuildError::Vcpus(vcpu_count))?;
-        }
-        psci.set_entry_range(config.ram);
+        let psci = plan.psci.clone();
 
         let el2 = GuestEl2Config {
             hcr: vcpu::hcr_for(cpu, true),
@@ -558,11 +426,7 @@ impl Vm {
             vmpidr: vcpu_mpidr(0),
         };
         let ipa_map = IpaMap {
-            regions: alloc::vec![
-                (config.ram, MappingKind::GuestRam),
-                (layout::UART, MappingKind::EmulatedMmio),
-                (layout::PCI_ECAM, MappingKind::EmulatedMmio),
-            ],
+            regions: plan.regions.clone(),
             features: Stage2Features {
                 fwb: config.features.fwb,
                 dic: config.features.dic,
@@ -576,12 +440,12 @@ impl Vm {
             config.ram.size() >> 20,
             config.ram.start(),
             ram_pa.start(),
-            match parsed.kind {
-                image::ImageKind::Image => "arm64 Image",
-                image::ImageKind::Flat => "flat binary",
+            match plan.image_kind {
+                ImageKind::Image => "arm64 Image",
+                ImageKind::Flat => "flat binary",
             },
             file.len() >> 10,
-            placed.start(),
+            plan.image_at.start(),
             entry,
             dt_ipa,
             config.bootargs

@@ -1,5 +1,6 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
+pub mod builder;
 pub mod config;
 pub mod exit;
 pub mod fdt_writer;
