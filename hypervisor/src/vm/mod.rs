@@ -12,4 +12,6 @@ pub mod layout;
 #[cfg(target_os = "none")]
 pub mod machine;
 pub mod psci;
+#[cfg(test)]
+mod smp_tests;
 pub mod vcpu;
