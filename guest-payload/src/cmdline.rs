@@ -22,11 +22,14 @@ pub enum TestMode {
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
+    /// Every 2 MiB block of RAM the guest was not loaded into reads as
+    /// zero, and what the first touch of each costs.
+    RamZero,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 8] = [
+    pub const ALL: [TestMode; 9] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -35,6 +38,7 @@ impl TestMode {
         TestMode::Chaos,
         TestMode::PciHostile,
         TestMode::Bench,
+        TestMode::RamZero,
     ];
 
     /// The name used after `test=`.
@@ -48,6 +52,7 @@ impl TestMode {
             TestMode::Chaos => "chaos",
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
+            TestMode::RamZero => "ramzero",
         }
     }
 
@@ -197,6 +202,7 @@ mod tests {
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
         assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
+        assert_eq!(parse("test=ramzero"), Ok(TestMode::RamZero));
     }
 
     #[test]
@@ -205,7 +211,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench ramzero"
         );
     }
 

@@ -14,7 +14,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::mm::addr::{Ipa, IpaRange, PhysAddr, SIZE_2M};
+use crate::mm::addr::{Ipa, IpaRange, PhysAddr, PhysRange, SIZE_2M};
 use crate::mm::frame::FrameError;
 use crate::mm::pgtable::pool::PoolError;
 use crate::mm::pgtable::PhysToVirt;
@@ -108,6 +108,10 @@ pub struct VmPlan {
     pub psci: PsciState,
     /// What each part of the IPA space is, for the stage-2 hypercalls.
     pub regions: Vec<(IpaRange, MappingKind)>,
+    /// The RAM blocks the hypervisor writes before the guest runs (the
+    /// image's and the device tree's): populated at build; the rest on
+    /// first touch.
+    pub eager_blocks: Vec<usize>,
 }
 
 impl VmPlan {
@@ -198,6 +202,21 @@ impl VmPlan {
         if pcie.is_some() {
             regions.push((layout::PCI_ECAM, MappingKind::EmulatedMmio));
         }
+        let blocks = RamBlocks::new(config.ram);
+        let mut eager_blocks: Vec<usize> = Vec::new();
+        for (start, len) in [
+            (image_at.start(), file.len() as u64),
+            (dt_at, dt.len() as u64),
+        ] {
+            let last = Ipa::new(start.raw() + len.max(1) - 1);
+            let index = |ipa| blocks.block(ipa).map(|(i, _)| i);
+            let (Some(first), Some(last)) = (index(start), index(last)) else {
+                return Err(BuildError::Image(ImageError::Empty));
+            };
+            eager_blocks.extend(first..=last);
+        }
+        eager_blocks.sort_unstable();
+        eager_blocks.dedup();
         Ok(Self {
             vcpus,
             image_kind: parsed.kind,
@@ -207,6 +226,7 @@ impl VmPlan {
             dt_at,
             psci,
             regions,
+            eager_blocks,
         })
     }
 
@@ -241,6 +261,104 @@ pub fn map_stage2<M: PhysToVirt>(
     stage2
         .map_ram(config.ram, ram_pa, tlb)
         .map_err(BuildError::Stage2)
+}
+
+/// Guest RAM is handed to stage 2 in 2 MiB blocks, each zeroed (and, without
+/// FWB, cleaned to the point of coherency) just before it is first mapped:
+/// at build for the blocks the hypervisor writes, on the guest's first
+/// touch (a stage-2 translation fault) for the rest. So booting costs no
+/// more for more RAM, and no block ever shows the guest what its frames
+/// held before. This is which blocks are in stage 2 so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RamBlocks {
+    ram: IpaRange,
+    present: Vec<u64>,
+}
+
+impl RamBlocks {
+    /// None of `ram` (a whole number of 2 MiB blocks) present yet.
+    pub fn new(ram: IpaRange) -> Self {
+        let blocks = ram.size().div_ceil(SIZE_2M) as usize;
+        Self {
+            ram,
+            present: alloc::vec![0; blocks.div_ceil(64)],
+        }
+    }
+
+    /// Blocks in all.
+    pub fn len(&self) -> usize {
+        self.ram.size().div_ceil(SIZE_2M) as usize
+    }
+
+    /// Whether the RAM has no block.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The block holding `ipa`, if it is guest RAM: its index and range.
+    pub fn block(&self, ipa: Ipa) -> Option<(usize, IpaRange)> {
+        let offset = ipa.offset_from(self.ram.start())?;
+        if offset >= self.ram.size() {
+            return None;
+        }
+        let i = (offset / SIZE_2M) as usize;
+        Some((i, self.range(i)?))
+    }
+
+    /// The IPA range of block `i`.
+    pub fn range(&self, i: usize) -> Option<IpaRange> {
+        let start = (i as u64).checked_mul(SIZE_2M)?;
+        let size = self.ram.size().checked_sub(start)?.min(SIZE_2M);
+        if size == 0 {
+            return None;
+        }
+        IpaRange::new(Ipa::new(self.ram.start().raw() + start), size)
+    }
+
+    /// Whether block `i` is in stage 2.
+    pub fn is_present(&self, i: usize) -> bool {
+        self.present
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Records block `i` as in stage 2.
+    pub fn set_present(&mut self, i: usize) {
+        if i < self.len() {
+            if let Some(w) = self.present.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// How many blocks are in stage 2.
+    pub fn present_count(&self) -> usize {
+        self.present.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Puts block `i` into stage 2 if it is not there yet: `prepare` gets
+    /// its host range to zero (and clean) first, then it is mapped. Returns
+    /// whether it was absent. `ram_pa` backs the start of guest RAM.
+    pub fn populate<M: PhysToVirt>(
+        &mut self,
+        i: usize,
+        ram_pa: PhysAddr,
+        stage2: &mut Stage2<M>,
+        tlb: &mut impl Stage2TlbMaint,
+        prepare: impl FnOnce(PhysRange),
+    ) -> Result<bool, BuildError> {
+        if self.is_present(i) {
+            return Ok(false);
+        }
+        let range = self.range(i).ok_or(BuildError::Vcpus(0))?;
+        let offset = range.start().offset_from(self.ram.start()).unwrap_or(0);
+        let pa = PhysAddr::new(ram_pa.raw() + offset);
+        let host = PhysRange::new(pa, range.size()).ok_or(BuildError::Vcpus(0))?;
+        prepare(host);
+        stage2.map_ram(range, pa, tlb).map_err(BuildError::Stage2)?;
+        self.set_present(i);
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +495,82 @@ mod tests {
         // RAM too small for the image is an error, never a short copy.
         let mut tiny = alloc::vec![0u8; 0x1000];
         assert!(plan.load(&c, &mut tiny, &file).is_err());
+    }
+
+    #[test]
+    fn ram_blocks_cover_ram_exactly() {
+        let ram = IpaRange::new(layout::RAM_BASE, 130 << 21).unwrap();
+        let mut b = RamBlocks::new(ram);
+        assert_eq!(b.len(), 130);
+        assert_eq!(b.block(Ipa::new(layout::RAM_BASE.raw() - 1)), None);
+        assert_eq!(b.block(ram.end()), None);
+        let (i, r) = b.block(Ipa::new(ram.end().raw() - 1)).unwrap();
+        assert_eq!(i, 129);
+        assert_eq!(r.end(), ram.end());
+        assert_eq!(
+            b.block(Ipa::new(layout::RAM_BASE.raw() + SIZE_2M))
+                .unwrap()
+                .0,
+            1
+        );
+        for i in [0, 63, 64, 129] {
+            assert!(!b.is_present(i));
+            b.set_present(i);
+            assert!(b.is_present(i));
+        }
+        b.set_present(130);
+        b.set_present(usize::MAX);
+        assert_eq!(b.present_count(), 4);
+        assert!(b.range(130).is_none());
+    }
+
+    #[test]
+    fn populating_zeroes_then_maps_one_block_once() {
+        let c = config(1, GicVersion::V3);
+        let s2c = Stage2Config::new(5, c.ipa_bits).unwrap();
+        let mut s2 = Stage2::new(s2c, Vmid(1), c.features, arena_pool(0x1000_0000, 16)).unwrap();
+        let mut tlb = FakeTlb::default();
+        let mut blocks = RamBlocks::new(c.ram);
+        let ram_pa = PhysAddr::new(0x8000_0000);
+        let mut prepared = Vec::new();
+        let ipa = Ipa::new(c.ram.start().raw() + 5 * SIZE_2M + 0x123);
+        let (i, _) = blocks.block(ipa).unwrap();
+        assert!(s2.translate(ipa).is_none());
+        assert!(blocks
+            .populate(i, ram_pa, &mut s2, &mut tlb, |r| prepared.push(r))
+            .unwrap());
+        assert_eq!(
+            prepared,
+            [PhysRange::new(PhysAddr::new(0x8000_0000 + 5 * SIZE_2M), SIZE_2M).unwrap()]
+        );
+        let t = s2.translate(ipa).unwrap();
+        assert_eq!(t.pa.raw(), 0x8000_0000 + 5 * SIZE_2M + 0x123);
+        assert_eq!(t.level, 2);
+        // Neighbours stay out until touched.
+        assert!(s2
+            .translate(Ipa::new(c.ram.start().raw() + 4 * SIZE_2M))
+            .is_none());
+        assert!(s2
+            .translate(Ipa::new(c.ram.start().raw() + 6 * SIZE_2M))
+            .is_none());
+        // A second fault on it (another vCPU's, raced) changes nothing.
+        assert!(!blocks
+            .populate(i, ram_pa, &mut s2, &mut tlb, |r| prepared.push(r))
+            .unwrap());
+        assert_eq!(prepared.len(), 1);
+    }
+
+    #[test]
+    fn the_blocks_written_at_build_are_the_image_and_dt_ones() {
+        let c = config(1, GicVersion::V3);
+        // An image of just over 2 MiB at text_offset 0: blocks 0 and 1.
+        let mut file = arm64_image(0);
+        file.resize((SIZE_2M + 0x1000) as usize, 0);
+        let size = file.len() as u64;
+        file[16..24].copy_from_slice(&size.to_le_bytes());
+        let plan = VmPlan::new(&c, &file, None).unwrap();
+        let last = (c.ram.size() / SIZE_2M) as usize - 1;
+        assert_eq!(plan.eager_blocks, [0, 1, last]);
     }
 
     #[test]

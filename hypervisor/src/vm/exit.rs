@@ -50,6 +50,13 @@ pub trait Stage2Query {
     fn stage2_info(&self, ipa: Ipa) -> Stage2Info;
     /// The physical address of a passed-through BAR now and at boot.
     fn bar_check(&self, bdf: u16, bar: u8) -> Option<(u64, u64)>;
+    /// A stage-2 translation fault at `ipa`: if it is guest RAM not yet in
+    /// stage 2, put it there (zeroed) and say so, and the guest retries the
+    /// access. Without lazily populated RAM, nothing is.
+    fn fault_in(&self, ipa: Ipa) -> bool {
+        let _ = ipa;
+        false
+    }
 }
 
 /// What the run loop does after an exit.
@@ -187,7 +194,13 @@ pub fn handle_exit(
     if regs.vector == 8 && (regs.esr >> ESR_EC_SHIFT) & ESR_EC_MASK == EC_DABT_LOWER {
         // Emulated MMIO is the other hot exit: straight to the data-abort
         // handler, without decoding the syndrome into every class.
-        return data_abort(regs, vm, arch, DataAbortIss::new(Esr::new(regs.esr).iss()));
+        return data_abort(
+            regs,
+            vm,
+            arch,
+            s2,
+            DataAbortIss::new(Esr::new(regs.esr).iss()),
+        );
     }
     handle_other_exit(regs, vm, arch, s2)
 }
@@ -219,10 +232,16 @@ fn data_abort(
     regs: &mut GuestRegs,
     vm: &mut ExitState,
     arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
     iss: DataAbortIss,
 ) -> Outcome {
     vm.counters.bump(ExitCounter::DataAbort);
     let ipa = fault_ipa(regs.hpfar, regs.far);
+    // The first touch of a RAM block (the access itself, or the guest's
+    // table walk through it): once mapped, the same instruction runs again.
+    if matches!(iss.dfsc(), FaultStatus::Translation { .. }) && s2.fault_in(ipa) {
+        return Outcome::Resume;
+    }
     if iss.cm() {
         // Cache maintenance by VA on MMIO or a hole: nothing to
         // maintain (hostile-guest item 6).
@@ -279,7 +298,14 @@ fn handle_other_exit(
             regs.pc = regs.pc.wrapping_add(4);
             smccc(regs, vm, arch, s2, Conduit::Smc, iss.imm16())
         }
-        Decoded::DataAbort { iss, .. } => data_abort(regs, vm, arch, iss),
+        Decoded::DataAbort { iss, .. } => data_abort(regs, vm, arch, s2, iss),
+        Decoded::InstrAbort { iss, .. }
+            if matches!(iss.ifsc(), FaultStatus::Translation { .. })
+                && s2.fault_in(fault_ipa(regs.hpfar, regs.far)) =>
+        {
+            // First fetch from a RAM block: run it again once mapped.
+            Outcome::Resume
+        }
         Decoded::InstrAbort { .. } => {
             // Fetch from a hole, MMIO or a BAR, which are never executable
             // (items 2, 3).

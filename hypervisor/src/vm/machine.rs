@@ -48,7 +48,7 @@ use crate::console;
 use crate::devices::mmio::{Effect, Effects, MmioBus, MmioDevice, MmioResult, VcpuId};
 use crate::devices::vpl011::VPl011;
 use crate::layout::ImageLayout;
-use crate::mm::addr::{Ipa, IpaRange, PAGE_SIZE, SIZE_2M};
+use crate::mm::addr::{Ipa, IpaRange, PhysAddr, PAGE_SIZE, SIZE_2M};
 use crate::mm::attrs::BarPolicy;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::pgtable::pool::{IdentityMap, TablePool};
@@ -56,7 +56,7 @@ use crate::mm::stage2::{Stage2, Stage2Config, Vmid};
 use crate::pci::passthrough::{EcamWindow, HostFunctionConfig, Passthrough};
 use crate::pci::types::{BarKind, Bdf, PassthroughDevice};
 use crate::pci::vconfig::{GuestWindows, PhysicalConfig, VirtualPciBus};
-use crate::vm::builder::{self, vcpu_mpidr, BuildError, PciePlan, VmPlan};
+use crate::vm::builder::{vcpu_mpidr, BuildError, PciePlan, RamBlocks, VmPlan};
 use crate::vm::config::{VmConfig, MAX_VCPUS};
 use crate::vm::exit::{self, ExitState, Outcome, Stage2Query, VmExitShared};
 use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info};
@@ -181,6 +181,42 @@ impl Stage2Query for VmQuery<'_> {
         }
     }
 
+    fn fault_in(&self, ipa: Ipa) -> bool {
+        let vm = self.0;
+        let mut blocks = vm.ram_blocks.lock();
+        let Some((i, _)) = blocks.block(ipa) else {
+            return false;
+        };
+        let mut stage2 = vm.stage2.lock();
+        let mut tlb = Stage2Tlb::for_vm(vm.vttbr);
+        let populated = blocks.populate(i, vm.ram_pa, &mut stage2, &mut tlb, |r| {
+            // SAFETY: a block of the VM's RAM not yet in stage 2, so no
+            // guest access can see it half zeroed; Normal memory in the EL2
+            // map. Cleaning to PoC loses nothing.
+            unsafe {
+                zero_range(r.start().raw(), r.size());
+                if vm.clean_to_poc {
+                    dcache_range(
+                        CacheOp::CleanInvalidate,
+                        r.start().raw(),
+                        r.size(),
+                        vm.dcache_line,
+                    );
+                }
+            }
+        });
+        match populated {
+            Ok(true) => true,
+            // Mapped by another vCPU a moment ago: run it again. (Present
+            // but still faulting cannot be, and must not loop: abort.)
+            Ok(false) => stage2.translate(ipa).is_some(),
+            Err(e) => {
+                log::error!("vm: guest RAM block at {ipa} could not be mapped: {e}");
+                false
+            }
+        }
+    }
+
     fn bar_check(&self, routing_id: u16, bar: u8) -> Option<(u64, u64)> {
         let pci = self.0.ipa_map.pci.as_ref()?;
         let guest = Bdf::new(
@@ -243,6 +279,13 @@ mod end_code {
 
 /// A VM ready to run: what its vCPUs share.
 pub struct Vm {
+    /// Host memory behind guest RAM.
+    ram_pa: PhysAddr,
+    /// Which RAM blocks are in stage 2; taken before `stage2` when both are.
+    ram_blocks: Mutex<RamBlocks>,
+    /// Without FWB: a block zeroed on first touch is cleaned to PoC too.
+    clean_to_poc: bool,
+    dcache_line: u64,
     /// Stage 2, locked for every change and translation.
     stage2: Mutex<Stage2<IdentityMap>>,
     /// VTTBR_EL2 of the VM: root and VMID, for its TLB maintenance.
@@ -344,12 +387,26 @@ impl Vm {
         let mut stage2 =
             Stage2::new(s2config, Vmid(1), config.features, pool).map_err(BuildError::Stage2)?;
         let mut tlb = Stage2Tlb::for_vm(stage2.vttbr());
-        builder::map_stage2(config, &mut stage2, ram_pa.start(), &mut tlb)?;
 
-        // Whatever was in these frames before is not the guest's to see.
-        // SAFETY: the range is the VM's RAM, Normal memory in the EL2 map,
-        // and nothing else uses it.
-        unsafe { zero_range(ram_pa.start().raw(), ram_pa.size()) };
+        // Guest RAM enters stage 2 in 2 MiB blocks, each zeroed first (what
+        // the frames held before is not the guest's to see): now the blocks
+        // the image and DT go into, the rest on first touch. A device that
+        // may master the bus could DMA into a block nobody has touched, and
+        // a DMA fault cannot be retried: with one, all of RAM goes in now.
+        let dma = passthrough.devices.iter().any(|d| d.bus_master_allowed);
+        let mut blocks = RamBlocks::new(config.ram);
+        let eager: Vec<usize> = if dma {
+            (0..blocks.len()).collect()
+        } else {
+            plan.eager_blocks.clone()
+        };
+        for &i in &eager {
+            blocks.populate(i, ram_pa.start(), &mut stage2, &mut tlb, |r| {
+                // SAFETY: a block of the VM's RAM, Normal memory in the EL2
+                // map, not yet in stage 2: no one else uses it.
+                unsafe { zero_range(r.start().raw(), r.size()) }
+            })?;
+        }
         // SAFETY: the frame allocator gave this range to the VM alone, and
         // the EL2 map covers all usable RAM read-write.
         let ram = unsafe {
@@ -360,20 +417,32 @@ impl Vm {
         let entry = plan.entry;
         let dt_ipa = plan.dt_at.raw();
 
-        if stage2.ram_needs_clean_to_poc() {
+        let clean_to_poc = stage2.ram_needs_clean_to_poc();
+        if clean_to_poc {
             // Without FWB the guest starts with its MMU and caches off and
             // reads memory directly: what the hypervisor wrote through its
             // cacheable map must reach the point of coherency first.
-            // SAFETY: guest RAM is mapped in the EL2 map; cleaning loses nothing.
-            unsafe {
-                dcache_range(
-                    CacheOp::CleanInvalidate,
-                    ram_pa.start().raw(),
-                    ram_pa.size(),
-                    cpu.dcache_line(),
-                )
-            };
+            for &i in &eager {
+                if let Some(r) = blocks.range(i) {
+                    let pa = ram_pa.start().raw() + (r.start().raw() - config.ram.start().raw());
+                    // SAFETY: guest RAM is mapped in the EL2 map; cleaning
+                    // loses nothing.
+                    unsafe {
+                        dcache_range(CacheOp::CleanInvalidate, pa, r.size(), cpu.dcache_line())
+                    };
+                }
+            }
         }
+        log::info!(
+            "vm: guest RAM: {} of {} 2 MiB blocks zeroed and mapped now{}",
+            blocks.present_count(),
+            blocks.len(),
+            if dma {
+                " (a passed-through device may master the bus: all of it)"
+            } else {
+                ", the rest on first touch"
+            }
+        );
 
         let mut bus_devices = MmioBus::new();
         bus_register(
@@ -490,6 +559,10 @@ impl Vm {
             .collect();
         let vttbr = stage2.vttbr();
         let mut vm = Box::new(Self {
+            ram_pa: ram_pa.start(),
+            ram_blocks: Mutex::new(blocks),
+            clean_to_poc,
+            dcache_line: cpu.dcache_line(),
             stage2: Mutex::new(stage2),
             vttbr,
             exits: Arc::new(VmExitShared::new(bus_devices, psci, config.ipa_bits)),
