@@ -12,4 +12,5 @@ pub mod layout;
 pub mod machine;
 pub mod mmio;
 pub mod psci;
+pub mod step;
 pub mod vcpu;
