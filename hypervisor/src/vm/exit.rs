@@ -558,7 +558,8 @@ mod tests {
         }
         fn translate_guest_va(&mut self, va: u64, write: bool) -> u64 {
             self.at.push((va, write));
-            0x44 << 56
+            // Normal-NC at host PA 0x8123_4000.
+            (0x44 << 56) | 0x8123_4000 | (1 << 11)
         }
         fn clean_invalidate_set_way(&mut self, operand: u64) {
             self.set_way.push(operand);
@@ -992,7 +993,11 @@ mod tests {
         r.x[2] = 1;
         handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
         assert_eq!(a.at, [(0x1234_5000, true)]);
-        assert_eq!((r.x[0], r.x[1]), (0, 0x44 << 56));
+        assert_eq!(
+            (r.x[0], r.x[1]),
+            (0, (0x44 << 56) | (1 << 11)),
+            "no host PA"
+        );
         r.x[0] = hypercall::HV_STAGE2_INFO.into();
         r.x[1] = 0x4000_0000;
         handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
