@@ -22,11 +22,13 @@ pub enum TestMode {
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
+    /// The hostile exit-path probes (`probe=` picks a group).
+    ExitHostile,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 8] = [
+    pub const ALL: [TestMode; 9] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -35,6 +37,7 @@ impl TestMode {
         TestMode::Chaos,
         TestMode::PciHostile,
         TestMode::Bench,
+        TestMode::ExitHostile,
     ];
 
     /// The name used after `test=`.
@@ -48,6 +51,7 @@ impl TestMode {
             TestMode::Chaos => "chaos",
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
+            TestMode::ExitHostile => "exit-hostile",
         }
     }
 
@@ -157,6 +161,16 @@ pub fn chaos_options(bootargs: &str) -> ChaosOptions {
     opts
 }
 
+/// `probe=<group>` of the `exit-hostile` test; the last one wins, `all`
+/// without one.
+pub fn exit_probe(bootargs: &str) -> &str {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("probe="))
+        .last()
+        .unwrap_or("all")
+}
+
 /// `dma=deny`: the guest is told the hypervisor runs with `pci.dma=deny`,
 /// so Bus Master Enable must not stick.
 pub fn dma_denied(bootargs: &str) -> bool {
@@ -197,6 +211,9 @@ mod tests {
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
         assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
+        assert_eq!(parse("test=exit-hostile"), Ok(TestMode::ExitHostile));
+        assert_eq!(exit_probe("test=exit-hostile probe=ras"), "ras");
+        assert_eq!(exit_probe("test=exit-hostile"), "all");
     }
 
     #[test]

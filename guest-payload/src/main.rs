@@ -97,6 +97,7 @@ mod el1 {
                 cmdline::dma_denied(ctx.platform.bootargs),
             )),
             Ok(TestMode::Bench) => bench(&ctx),
+            Ok(TestMode::ExitHostile) => exit_hostile(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -433,6 +434,22 @@ mod el1 {
         } else {
             Err(())
         }
+    }
+
+    fn exit_hostile(ctx: &Context<'_>) -> Verdict {
+        let (Some(uart), Some(hole)) = (
+            ctx.platform.uart,
+            ctx.platform.pick_unassigned(&UNASSIGNED_CANDIDATES),
+        ) else {
+            println!("GUEST exit-hostile: needs a UART and an unassigned address");
+            return Err(());
+        };
+        verdict(guest_payload::arch::exits::run(
+            ctx.hypervisor,
+            uart.base,
+            hole,
+            cmdline::exit_probe(ctx.platform.bootargs),
+        ))
     }
 
     fn bench(ctx: &Context<'_>) -> Verdict {

@@ -229,6 +229,21 @@ pub fn map_region(va: u64, pa: u64, size: u64, ty: MemType) -> Result<(), MapErr
     Ok(())
 }
 
+/// Maps one page for EL0 (see [`crate::mmu::PageTable::map_el0_page`]).
+pub fn map_el0_page(va: u64, pa: u64, ty: MemType, exec: bool) -> Result<(), MapError> {
+    with_table(|t| t.map_el0_page(va, pa, ty, exec))?;
+    publish();
+    Ok(())
+}
+
+/// Points the level-`level` entry for `va` at `table_pa`, a table the
+/// guest does not own (see [`crate::mmu::PageTable::map_foreign_table`]).
+pub fn map_foreign_table(va: u64, level: usize, table_pa: u64) -> Result<(), MapError> {
+    with_table(|t| t.map_foreign_table(va, level, table_pa))?;
+    publish();
+    Ok(())
+}
+
 /// Changes the memory type of the mapped range `[va, va + size)`, with
 /// break-before-make and TLBI VAE1IS per descriptor. The range must not be
 /// in use while it changes (it is briefly unmapped).
