@@ -24,11 +24,15 @@ pub enum TestMode {
     Bench,
     /// The hostile exit-path probes (`probe=` picks a group).
     ExitHostile,
+    /// Checks where the guest was loaded (the Image header's text_offset,
+    /// or the start of RAM for a flat binary) and that its code arrived
+    /// whole (`image-sum=<bytes>:<FNV-1a>`, computed from the file).
+    Image,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 9] = [
+    pub const ALL: [TestMode; 10] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -38,6 +42,7 @@ impl TestMode {
         TestMode::PciHostile,
         TestMode::Bench,
         TestMode::ExitHostile,
+        TestMode::Image,
     ];
 
     /// The name used after `test=`.
@@ -52,6 +57,7 @@ impl TestMode {
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
             TestMode::ExitHostile => "exit-hostile",
+            TestMode::Image => "image",
         }
     }
 
@@ -171,6 +177,25 @@ pub fn exit_probe(bootargs: &str) -> &str {
         .unwrap_or("all")
 }
 
+/// `image-sum=<bytes>:<sum>` (numbers in decimal or 0x hex): how many bytes
+/// from the start of the image file were summed, and their FNV-1a 64.
+pub fn image_sum(bootargs: &str) -> Option<(u64, u64)> {
+    let word = bootargs
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("image-sum="))
+        .last()?;
+    let (len, sum) = word.split_once(':')?;
+    Some((number(len)?, number(sum)?))
+}
+
+/// FNV-1a, 64 bits (the `image` test's checksum; `scripts/lib/scenario.sh`
+/// computes the same over the file).
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// `dma=deny`: the guest is told the hypervisor runs with `pci.dma=deny`,
 /// so Bus Master Enable must not stick.
 pub fn dma_denied(bootargs: &str) -> bool {
@@ -214,6 +239,17 @@ mod tests {
         assert_eq!(parse("test=exit-hostile"), Ok(TestMode::ExitHostile));
         assert_eq!(exit_probe("test=exit-hostile probe=ras"), "ras");
         assert_eq!(exit_probe("test=exit-hostile"), "all");
+        assert_eq!(parse("test=image"), Ok(TestMode::Image));
+        assert_eq!(
+            image_sum("test=image image-sum=0x1f000:0xdead"),
+            Some((0x1f000, 0xdead))
+        );
+        assert_eq!(image_sum("image-sum=12"), None);
+        assert_eq!(image_sum("test=image"), None);
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]
@@ -222,7 +258,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench exit-hostile image"
         );
     }
 

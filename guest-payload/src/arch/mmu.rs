@@ -95,6 +95,7 @@ static TABLES: Mutex<Option<PageTable<PoolMemory>>> = Mutex::new(None);
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __text_end: u8;
     static __main_stack_guard: u8;
     static __exception_stack_guard: u8;
 }
@@ -103,6 +104,14 @@ extern "C" {
 pub fn image() -> Region {
     let start = core::ptr::addr_of!(__image_start) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
+    Region::new(start, end - start)
+}
+
+/// The image's code, from its header to the end of `.text`: bytes the
+/// guest's own relocations never change, so they must equal the file's.
+pub fn text() -> Region {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let end = core::ptr::addr_of!(__text_end) as u64;
     Region::new(start, end - start)
 }
 
