@@ -98,6 +98,8 @@ mod el1 {
             )),
             Ok(TestMode::Bench) => bench(&ctx),
             Ok(TestMode::RamZero) => ramzero(&ctx),
+            Ok(TestMode::ExitHostile) => exit_hostile(&ctx),
+            Ok(TestMode::Image) => image(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -474,6 +476,71 @@ mod el1 {
         } else {
             Err(())
         }
+    }
+
+    /// Where an arm64 Image must run: `text_offset` from the 2 MiB-aligned
+    /// start of RAM; a flat binary (no "ARM\x64" magic at byte 56) at the
+    /// start of RAM.
+    fn image(ctx: &Context<'_>) -> Verdict {
+        let Some(ram) = ctx.platform.ram.as_slice().first().map(|r| r.base) else {
+            println!("GUEST image: the device tree has no memory");
+            return Err(());
+        };
+        // SAFETY: the image header is the first 64 bytes of the loaded
+        // image, mapped and never written.
+        let header = unsafe { core::ptr::read_volatile(ctx.load as *const [u8; 64]) };
+        let magic = header[56..60] == *b"ARM\x64";
+        let text_offset = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0; 8]));
+        let expected = if magic {
+            ram.next_multiple_of(0x20_0000) + text_offset
+        } else {
+            ram
+        };
+        let placed = ctx.load == expected;
+        println!(
+            "GUEST image: {} loaded at {:#x}, expected {expected:#x} (RAM at {ram:#x}, text_offset {text_offset:#x}) {}",
+            if magic { "arm64 Image" } else { "flat binary" },
+            ctx.load,
+            if placed { "ok" } else { "FAIL" }
+        );
+        let text = mmu::text();
+        let Some((len, sum)) = cmdline::image_sum(ctx.platform.bootargs) else {
+            println!("GUEST image: no image-sum=<bytes>:<sum> on the command line FAIL");
+            return Err(());
+        };
+        if len == 0 || len > text.size {
+            println!(
+                "GUEST image: image-sum covers {len} bytes, the code has {} FAIL",
+                text.size
+            );
+            return Err(());
+        }
+        // SAFETY: [load, load + len) lies in the image's code, mapped and
+        // read-only in use.
+        let bytes = unsafe { core::slice::from_raw_parts(ctx.load as *const u8, len as usize) };
+        let seen = cmdline::fnv1a64(bytes.iter().copied());
+        let whole = seen == sum;
+        println!(
+            "GUEST image: FNV-1a of the first {len} bytes {seen:#x}, expected {sum:#x} {}",
+            if whole { "ok" } else { "FAIL" }
+        );
+        verdict(placed && whole)
+    }
+
+    fn exit_hostile(ctx: &Context<'_>) -> Verdict {
+        let (Some(uart), Some(hole)) = (
+            ctx.platform.uart,
+            ctx.platform.pick_unassigned(&UNASSIGNED_CANDIDATES),
+        ) else {
+            println!("GUEST exit-hostile: needs a UART and an unassigned address");
+            return Err(());
+        };
+        verdict(guest_payload::arch::exits::run(
+            ctx.hypervisor,
+            uart.base,
+            hole,
+            cmdline::exit_probe(ctx.platform.bootargs),
+        ))
     }
 
     fn bench(ctx: &Context<'_>) -> Verdict {

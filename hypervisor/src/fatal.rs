@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::firmware::{self, SEMIHOSTING_HLT, SEMIHOSTING_PROBE};
-use crate::arch::aarch64::trap::{TrapFrame, VectorKind, VectorSource};
+use crate::arch::aarch64::trap::{fixup_for, TrapFrame, VectorKind, VectorSource};
 use crate::backtrace;
 use crate::console::emergency_print;
 use crate::layout;
@@ -168,6 +168,20 @@ extern "C" fn el2_trap(frame: &mut TrapFrame, vector: u64) {
     {
         frame.elr += 4;
         frame.x[0] = u64::MAX;
+        return;
+    }
+    let fixups = crate::arch::aarch64::guest::at_fixups();
+    if let Some(action) = fixup_for(&fixups, kind, frame.elr, frame.esr) {
+        // An AT on a guest's behalf met an external abort: the guest gets a
+        // failed translation, the hypervisor carries on.
+        log::warn!(
+            "external abort on an AT for the guest (ESR {:#x}): reported as a failed translation",
+            frame.esr
+        );
+        frame.elr = action.elr;
+        if let Some(x0) = frame.x.first_mut() {
+            *x0 = action.x0;
+        }
         return;
     }
     report_exception(frame, kind);

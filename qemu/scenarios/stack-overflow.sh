@@ -3,7 +3,7 @@
 # (format: scripts/lib/scenario.sh).
 # shellcheck disable=SC2034
 
-DESCRIPTION="runaway recursion hits the stack guard and is reported, exit 1"
+DESCRIPTION="runaway recursion hits the stack guard and is reported, exit 3 (unexpected exception at EL2)"
 TIMEOUT=20
 APPEND="selftest=stack-overflow"
 EXPECT_EXIT=3

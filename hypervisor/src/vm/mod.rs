@@ -14,4 +14,5 @@ pub mod machine;
 pub mod psci;
 #[cfg(test)]
 mod smp_tests;
+pub mod step;
 pub mod vcpu;

@@ -37,6 +37,10 @@ pub mod hcr {
     pub const RW: u64 = 1 << 31;
     /// Trap LORegion registers.
     pub const TLOR: u64 = 1 << 35;
+    /// Trap the RAS error record registers (FEAT_RAS).
+    pub const TERR: u64 = 1 << 36;
+    /// Route synchronous external aborts to EL2 (FEAT_RAS).
+    pub const TEA: u64 = 1 << 37;
     /// Pointer authentication key registers not trapped.
     pub const APK: u64 = 1 << 40;
     /// Pointer authentication instructions not trapped.
@@ -51,6 +55,10 @@ pub mod hcr {
 /// hypervisor), set/way maintenance (hostile-guest item 7),
 /// implementation-defined and auxiliary control registers and LORegions
 /// (UNDEF, item 12). PTW makes a guest's table walk into MMIO fault (item 5).
+/// With FEAT_RAS, TERR keeps the host's error records from the guest (they
+/// read as zero) and TEA brings a device's synchronous external abort to
+/// the hypervisor first, which hands it back (item 9); without it both bits
+/// are RES0.
 pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
     let mut v = hcr::VM
         | hcr::SWIO
@@ -70,6 +78,9 @@ pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
     }
     if features.fwb {
         v |= hcr::FWB;
+    }
+    if features.ras {
+        v |= hcr::TERR | hcr::TEA;
     }
     v
 }
@@ -111,6 +122,7 @@ pub fn cptr() -> u64 {
 pub const INITIAL_PSTATE: u64 = 0b0101 | (0b1111 << 6);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::arch::aarch64::cpu::IdRegisters;
@@ -135,7 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn initial_pstate_is_el1h_masked() {
-        assert_eq!(INITIAL_PSTATE, 0x3c5);
+    fn ras_traps_only_where_the_cpu_has_ras() {
+        let mut regs = IdRegisters::default();
+        let without = hcr_for(&CpuFeatures::decode(&regs), false);
+        assert_eq!(without & (hcr::TERR | hcr::TEA), 0, "RES0 without FEAT_RAS");
+        regs.pfr0 = 1 << 28;
+        let with = hcr_for(&CpuFeatures::decode(&regs), false);
+        assert_eq!(with & (hcr::TERR | hcr::TEA), hcr::TERR | hcr::TEA);
+    }
+
+    #[test]
+    fn initial_pstate_is_el1h_with_daif_masked() {
+        use crate::vm::inject::{inject, GuestState, Injection};
+        // An exception taken from it goes to "current EL with SP_ELx" at
+        // VBAR_EL1 + 0x200, which only EL1h in AArch64 selects.
+        let g = GuestState {
+            spsr: INITIAL_PSTATE,
+            pc: 0,
+            vbar: 0x1000,
+            sctlr: 1 << 23,
+        };
+        let s = inject(&g, Injection::Undefined).unwrap();
+        assert_eq!(s.elr_el2, 0x1200);
+        // D, A, I and F (bits 9:6) masked, and nothing else but the mode.
+        assert_eq!(INITIAL_PSTATE >> 6 & 0xf, 0xf);
+        assert_eq!(INITIAL_PSTATE & !(0xf << 6) & !0x1f, 0);
     }
 }
