@@ -112,7 +112,10 @@ pub enum InjectError {
     BadMode(u64),
 }
 
-/// Computes the state for taking `what` to the guest's EL1.
+/// Computes the state for taking `what` to the guest's EL1. Never inlined:
+/// the debugger's breakpoint for every exception injected into a guest
+/// (`hv-break-inject`); a cold path, so the call costs nothing that matters.
+#[inline(never)]
 pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, InjectError> {
     if guest.spsr & SPSR_NRW != 0 {
         return Err(InjectError::AArch32Guest);

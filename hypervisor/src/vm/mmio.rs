@@ -155,7 +155,9 @@ impl MmioBus {
             .map(|r| (r.range, r.device.name()))
     }
 
-    /// Performs one trapped access at `ipa`. Never panics.
+    /// Performs one trapped access at `ipa`. Never panics. Never inlined:
+    /// the debugger's breakpoint for every emulated access (`hv-break-mmio`).
+    #[inline(never)]
     pub fn dispatch(&mut self, ipa: Ipa, access: BusAccess) -> DispatchResult {
         if !matches!(access.size, 1 | 2 | 4 | 8) {
             return DispatchResult::DeviceError;
