@@ -3,9 +3,9 @@
 # (format: scripts/lib/scenario.sh).
 # shellcheck disable=SC2034
 
-DESCRIPTION="gdb-multiarch in batch mode on the scripts/run machine: guest entry and stepi, a guest function and a source step, the hv-* helpers and breakpoints, a passed-through BAR's stage-2 MemAttr, the guest's normal end, helpers once QEMU is gone"
+DESCRIPTION="gdb-multiarch in batch mode on the scripts/run machine (two CPUs): guest entry and stepi, a guest function and a source step, the hv-* helpers and breakpoints, a passed-through BAR's stage-2 MemAttr, a secondary vCPU started from gdb, the guest's normal end, helpers once QEMU is gone"
 TIMEOUT=120
-COMMAND=("$HV_ROOT/scripts/debug" --no-build --timeout 110
+COMMAND=("$HV_ROOT/scripts/debug" --no-build --timeout 110 --smp 2
     --batch "$HV_ROOT/qemu/gdb/session.gdb")
 EXPECT_EXIT=0
 EXPECT=(
@@ -26,7 +26,7 @@ EXPECT=(
     '^vCPU 0: context at 0x[0-9a-f]+ \(gdb thread 1, pc 0x402[0-9a-f]+ in the hypervisor \(EL2\)\)'
     'saved at its last exit \(through vector 8\)'
     'last exit: ESR_EL2=0x[0-9a-f]+ \(EC 0x(16|24)\)'
-    '^no vCPU 1: this VM has vCPU 0'
+    '^no vCPU 1 \(yet\): the vCPUs so far are 0'
     '^vCPU 0 exit counters at 0x[0-9a-f]+'
     '^  total +[1-9][0-9]*$'
     '^thread 1 \(CPU#0\): EL2 pc=0x402[0-9a-f]+: vCPU 0 \(context 0x[0-9a-f]+\)'
@@ -38,6 +38,14 @@ EXPECT=(
     'MemAttr=0b0101 \(Normal Non-cacheable \(or stage 1.s Device type\)\) S2AP=read/write .* XN=execute-never'
     '^  \[0x40000000, 0x50000000\) 256 MiB -> PA 0x[0-9a-f]+: 128 x 2 MiB block, MemAttr=0b0110 '
     '^  \[0x8000000000, 0x8004000000\) 64 MiB -> PA 0x8000000000: .*MemAttr=0b0101 .*XN=execute-never'
+    'GDB-CHECK CPU_ON returned'
+    '^CPU_ON -> 0$'
+    'GDB-CHECK secondary vCPU'
+    '^thread 2 \(CPU#1\): EL2 pc=0x402[0-9a-f]+: vCPU 1 \(context 0x[0-9a-f]+\)'
+    '^vCPU 1: context at 0x[0-9a-f]+ \(gdb thread 2, pc 0x402[0-9a-f]+ in the hypervisor \(EL2\)\)'
+    '^  pc=0x40000004 pstate=0x3c5 \(EL1h\)'
+    '^vCPU 1 exit counters at 0x[0-9a-f]+'
+    '^  hvc +[1-9][0-9]* +[1-9][0-9]* +[1-9][0-9]*$'
     '\[Inferior 1 \(process 1\) exited normally\]'
     'GDB-CHECK after the end'
     '^the machine is not running \(QEMU has ended'

@@ -452,7 +452,7 @@ thread's (`thread N+1`, `info registers`)."""
             return
         if want is not None:
             if want not in contexts:
-                print("no vCPU %d: this VM has vCPU %s"
+                print("no vCPU %d (yet): the vCPUs so far are %s"
                       % (want, ", ".join(str(i) for i in sorted(contexts))))
                 return
             contexts = {want: contexts[want]}
@@ -477,7 +477,7 @@ class HvExits(gdb.Command):
             return
         if want is not None:
             if want not in tables:
-                print("no vCPU %d: this VM has vCPU %s"
+                print("no vCPU %d (yet): the vCPUs so far are %s"
                       % (want, ", ".join(str(i) for i in sorted(tables))))
                 return
             tables = {want: tables[want]}

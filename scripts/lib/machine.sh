@@ -14,7 +14,7 @@
 # RAM_BASE): the test guest's ELF, linked at 0, runs from there.
 GUEST_RAM_BASE=0x40000000
 
-OPT_CPU="" OPT_GIC="" OPT_APPEND="" OPT_INITRD="" OPT_NO_INITRD=0
+OPT_CPU="" OPT_SMP="" OPT_GIC="" OPT_APPEND="" OPT_INITRD="" OPT_NO_INITRD=0
 OPT_DEVICES=ivshmem,bochs OPT_POLICY=""
 OPT_QEMU_ARGS=()
 MACHINE_SHIFT=0
@@ -24,10 +24,14 @@ MACHINE_SHIFT=0
 # returns 1 for any other argument.
 machine_option() {
     case $1 in
-    --cpu | --gic | --append | --initrd | --qemu-arg | --devices | --policy)
+    --cpu | --smp | --gic | --append | --initrd | --qemu-arg | --devices | --policy)
         (($# >= 2)) || die "$1 needs a value"
         case $1 in
         --cpu) OPT_CPU=$2 ;;
+        --smp)
+            [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--smp takes a number of CPUs"
+            OPT_SMP=$2
+            ;;
         --gic)
             [[ $2 == 2 || $2 == 3 ]] || die "--gic takes 2 or 3"
             OPT_GIC=$2
@@ -53,8 +57,9 @@ machine_option() {
 }
 
 machine_options_help() {
-    cat <<'EOF_HELP'
+    cat <<EOF_HELP
   --cpu MODEL        -cpu model (default: max)
+  --smp N            physical CPUs, one per vCPU (default: $DEFAULT_SMP)
   --gic 2|3          GIC version of the virt machine (default: 3)
   --append ARGS      more bootargs for the hypervisor (e.g. "log=debug")
   --devices LIST     devices to pass through: ivshmem, bochs, comma-separated,
@@ -100,10 +105,11 @@ machine_demo() {
     fi
 }
 
-# machine_apply_options: --cpu, --gic, --append, --initrd, --no-initrd and
+# machine_apply_options: --cpu, --smp, --gic, --append, --initrd, --no-initrd and
 # --qemu-arg applied to the machine set so far (the demo or a scenario's).
 machine_apply_options() {
     [[ -n $OPT_CPU ]] && CPU=$OPT_CPU
+    [[ -n $OPT_SMP ]] && SMP=$OPT_SMP
     if [[ -n $OPT_GIC ]]; then
         if [[ $MACHINE == *gic-version=* ]]; then
             MACHINE=$(sed -E "s/gic-version=[^,]*/gic-version=$OPT_GIC/" <<<"$MACHINE")
