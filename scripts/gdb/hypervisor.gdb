@@ -35,7 +35,7 @@ NOT_RUNNING = ("the machine is not running (QEMU has ended, or gdb is not attach
                "nothing to read; start it again with scripts/debug")
 MAX_VCPUS = 16
 
-# Offsets in VcpuContext (hypervisor/src/vm/vcpu.rs, mod offsets).
+# Offsets in VcpuContext (hypervisor/src/arch/aarch64/context.rs, mod offsets).
 CTX_X0, CTX_SP_EL0, CTX_PC, CTX_ESR, CTX_HPFAR = 0, 248, 256, 272, 288
 
 # ExitCounter order (hypervisor/src/vm/hypercall.rs).
