@@ -22,6 +22,9 @@ pub enum TestMode {
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
+    /// Every 2 MiB block of RAM the guest was not loaded into reads as
+    /// zero, and what the first touch of each costs.
+    RamZero,
     /// The hostile exit-path probes (`probe=` picks a group).
     ExitHostile,
     /// Checks where the guest was loaded (the Image header's text_offset,
@@ -32,7 +35,7 @@ pub enum TestMode {
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 10] = [
+    pub const ALL: [TestMode; 11] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -41,6 +44,7 @@ impl TestMode {
         TestMode::Chaos,
         TestMode::PciHostile,
         TestMode::Bench,
+        TestMode::RamZero,
         TestMode::ExitHostile,
         TestMode::Image,
     ];
@@ -56,6 +60,7 @@ impl TestMode {
             TestMode::Chaos => "chaos",
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
+            TestMode::RamZero => "ramzero",
             TestMode::ExitHostile => "exit-hostile",
             TestMode::Image => "image",
         }
@@ -173,7 +178,7 @@ pub fn exit_probe(bootargs: &str) -> &str {
     bootargs
         .split_ascii_whitespace()
         .filter_map(|w| w.strip_prefix("probe="))
-        .last()
+        .next_back()
         .unwrap_or("all")
 }
 
@@ -183,7 +188,7 @@ pub fn image_sum(bootargs: &str) -> Option<(u64, u64)> {
     let word = bootargs
         .split_ascii_whitespace()
         .filter_map(|w| w.strip_prefix("image-sum="))
-        .last()?;
+        .next_back()?;
     let (len, sum) = word.split_once(':')?;
     Some((number(len)?, number(sum)?))
 }
@@ -236,6 +241,7 @@ mod tests {
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
         assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
+        assert_eq!(parse("test=ramzero"), Ok(TestMode::RamZero));
         assert_eq!(parse("test=exit-hostile"), Ok(TestMode::ExitHostile));
         assert_eq!(exit_probe("test=exit-hostile probe=ras"), "ras");
         assert_eq!(exit_probe("test=exit-hostile"), "all");
@@ -258,7 +264,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench exit-hostile image"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench ramzero exit-hostile image"
         );
     }
 

@@ -97,6 +97,7 @@ mod el1 {
                 cmdline::dma_denied(ctx.platform.bootargs),
             )),
             Ok(TestMode::Bench) => bench(&ctx),
+            Ok(TestMode::RamZero) => ramzero(&ctx),
             Ok(TestMode::ExitHostile) => exit_hostile(&ctx),
             Ok(TestMode::Image) => image(&ctx),
             Err(e) => {
@@ -122,6 +123,46 @@ mod el1 {
         } else {
             Err(())
         }
+    }
+
+    /// Reads words spread over every 2 MiB block of RAM except the first
+    /// (the image, its stacks and tables) and the last (the device tree):
+    /// nothing there was written by anyone the guest trusts, so everything
+    /// must read zero. Under the hypervisor the first read of a block is
+    /// also its first touch; the time per block is reported as ticks.
+    fn ramzero(ctx: &Context<'_>) -> Verdict {
+        const BLOCK: u64 = 2 << 20;
+        let Some(ram) = ctx.platform.ram.as_slice().first().copied() else {
+            println!("GUEST ramzero: no RAM in the device tree");
+            return Err(());
+        };
+        let first = ram.base.div_ceil(BLOCK) * BLOCK + BLOCK;
+        let end = (ram.base + ram.size) / BLOCK * BLOCK - BLOCK;
+        let (mut blocks, mut nonzero, mut words) = (0u64, 0u64, 0u64);
+        let (t0, freq) = counter();
+        let mut block = first;
+        while block < end {
+            for offset in [0, 0x1000, BLOCK / 2, BLOCK - 8] {
+                // SAFETY: inside guest RAM, which the stage-1 map covers as
+                // Normal memory; nothing else of the guest lives there.
+                let v = unsafe { core::ptr::read_volatile((block + offset) as *const u64) };
+                words += 1;
+                if v != 0 {
+                    nonzero += 1;
+                    if nonzero <= 4 {
+                        println!("GUEST ramzero: {:#x} holds {v:#x}", block + offset);
+                    }
+                }
+            }
+            blocks += 1;
+            block += BLOCK;
+        }
+        let (t1, _) = counter();
+        let per_block = (t1 - t0) / blocks.max(1);
+        println!(
+            "GUEST ramzero blocks={blocks} words={words} nonzero={nonzero} ticks_per_block={per_block} freq={freq}"
+        );
+        verdict(blocks > 0 && nonzero == 0)
     }
 
     fn hello(ctx: &Context<'_>) -> Verdict {

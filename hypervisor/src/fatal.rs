@@ -125,10 +125,11 @@ macro_rules! eprint {
 pub fn print_backtrace(fp: u64) {
     let l = layout::image_layout();
     let base = load_address();
-    let stacks = [l.main_stack, l.exception_stack];
-    let Some(stack) = stacks
-        .iter()
-        .find(|s| s.contains(crate::mm::addr::PhysAddr::new(fp)))
+    let at = crate::mm::addr::PhysAddr::new(fp);
+    let Some(stack) = (0..=layout::SECONDARY_CPUS)
+        .filter_map(|cpu| l.cpu_stacks(cpu))
+        .flat_map(|s| [s.main, s.exception])
+        .find(|s| s.contains(at))
     else {
         eprint!("  (no backtrace: frame pointer {fp:#x} is not on a hypervisor stack)\n");
         return;
@@ -201,10 +202,13 @@ fn report_exception(frame: &TrapFrame, kind: VectorKind) {
     );
     let l = layout::image_layout();
     let far = crate::mm::addr::PhysAddr::new(frame.far);
-    if l.main_stack_guard.contains(far) {
-        eprint!("  stack overflow: the main stack ran into its guard page\n");
-    } else if l.exception_stack_guard.contains(far) {
-        eprint!("  stack overflow: the exception stack ran into its guard page\n");
+    for cpu in 0..=layout::SECONDARY_CPUS {
+        let Some(s) = l.cpu_stacks(cpu) else { break };
+        if s.main_guard.contains(far) {
+            eprint!("  stack overflow: CPU {cpu}'s main stack ran into its guard page\n");
+        } else if s.exception_guard.contains(far) {
+            eprint!("  stack overflow: CPU {cpu}'s exception stack ran into its guard page\n");
+        }
     }
     for row in 0..8 {
         let mut line = [0u64; 4];

@@ -3,7 +3,7 @@
 #![no_main]
 
 use hypervisor::arch::aarch64::esr::{decode, Decoded, Esr, MmioAccess};
-use hypervisor::vm::mmio::{extend, truncate};
+use hypervisor::devices::mmio::{extend, truncate};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 

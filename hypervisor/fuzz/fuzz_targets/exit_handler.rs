@@ -3,11 +3,11 @@
 //! at all, or to the guest's vector with one exception injected.
 #![no_main]
 
+use hypervisor::devices::mmio::MmioBus;
 use hypervisor::devices::vpl011::VPl011;
 use hypervisor::mm::addr::{Ipa, IpaRange};
 use hypervisor::vm::exit::{handle_exit, ExitState, GuestArch, Outcome, Stage2Query};
 use hypervisor::vm::hypercall::{MappingKind, Stage2Features, Stage2Info};
-use hypervisor::vm::mmio::MmioBus;
 use hypervisor::vm::psci::PsciState;
 use hypervisor::vm::vcpu::{GuestRegs, INITIAL_PSTATE};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};

@@ -5,11 +5,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use hypervisor::devices::mmio::{
+    truncate, BusAccess, DispatchResult, Effects, MmioBus, MmioDevice, MmioError, MmioResult,
+    VcpuId,
+};
 use hypervisor::devices::vpl011::VPl011;
 use hypervisor::mm::addr::{Ipa, IpaRange};
-use hypervisor::vm::mmio::{
-    truncate, BusAccess, DispatchResult, MmioBus, MmioDevice, MmioError, MmioResult,
-};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -28,7 +29,7 @@ impl MmioDevice for Recorder {
     fn name(&self) -> &'static str {
         "recorder"
     }
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: u8, _fx: &mut Effects) -> MmioResult<u64> {
         self.log.lock().unwrap().push((self.id, offset, size, None));
         if self.refuse {
             Err(MmioError::Refused)
@@ -36,7 +37,14 @@ impl MmioDevice for Recorder {
             Ok(offset.wrapping_mul(0x0101_0101_0101_0101))
         }
     }
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+    fn write(
+        &mut self,
+        _vcpu: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        _fx: &mut Effects,
+    ) -> MmioResult<()> {
         self.log
             .lock()
             .unwrap()
@@ -98,7 +106,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             sixty_four: u.arbitrary()?,
         };
         let seen_before = log.lock().unwrap().len();
-        let result = bus.dispatch(Ipa::new(ipa), access);
+        let result = bus.dispatch(VcpuId(0), Ipa::new(ipa), access, &mut Effects::new());
         let seen: Vec<_> = log.lock().unwrap()[seen_before..].to_vec();
         let owner = ranges.iter().find(|(_, r)| r.contains(Ipa::new(ipa)));
         let fits = matches!(access.size, 1 | 2 | 4 | 8)

@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use hypervisor::devices::mmio::{BusAccess, Effects, MmioBus, MmioDevice, MmioResult, VcpuId};
 use hypervisor::mm::addr::{Ipa, IpaRange, PhysAddr};
 use hypervisor::mm::attrs::BarPolicy;
 use hypervisor::pci::types::{Bar, BarKind, Bdf, PassthroughDevice};
-use hypervisor::pci::vconfig::{BarEvent, PhysicalConfig, VirtualPciBus};
+use hypervisor::pci::vconfig::{BarEvent, GuestWindows, PhysicalConfig, VirtualPciBus};
 use hypervisor::vm::layout::{PCI_ECAM, PCI_MMIO32, PCI_MMIO64};
-use hypervisor::vm::mmio::{BusAccess, MmioBus, MmioDevice, MmioResult};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -47,10 +47,17 @@ impl MmioDevice for Shared {
     fn name(&self) -> &'static str {
         "pci-ecam"
     }
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: u8, _fx: &mut Effects) -> MmioResult<u64> {
         self.0.lock().unwrap().read(offset, size)
     }
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+    fn write(
+        &mut self,
+        _vcpu: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        _fx: &mut Effects,
+    ) -> MmioResult<()> {
         self.0.lock().unwrap().write(offset, size, value)
     }
 }
@@ -103,9 +110,15 @@ fn run(u: &mut Unstructured) -> Result<()> {
         device(
             0,
             [
-                Some((bar(0, BarKind::Mem32, false, 0x100, 0x1100_0000), BarPolicy::Device)),
+                Some((
+                    bar(0, BarKind::Mem32, false, 0x100, 0x1100_0000),
+                    BarPolicy::Device,
+                )),
                 None,
-                Some((bar(2, BarKind::Mem64, true, 64 << 20, 0x80_0000_0000), BarPolicy::GuestChoice)),
+                Some((
+                    bar(2, BarKind::Mem64, true, 64 << 20, 0x80_0000_0000),
+                    BarPolicy::GuestChoice,
+                )),
                 None,
                 None,
                 None,
@@ -114,9 +127,15 @@ fn run(u: &mut Unstructured) -> Result<()> {
         device(
             1,
             [
-                Some((bar(0, BarKind::Mem32, true, 16 << 20, 0x1000_0000), BarPolicy::GuestChoice)),
+                Some((
+                    bar(0, BarKind::Mem32, true, 16 << 20, 0x1000_0000),
+                    BarPolicy::GuestChoice,
+                )),
                 None,
-                Some((bar(2, BarKind::Mem32, false, 0x1000, 0x1100_1000), BarPolicy::Device)),
+                Some((
+                    bar(2, BarKind::Mem32, false, 0x1000, 0x1100_1000),
+                    BarPolicy::Device,
+                )),
                 None,
                 None,
                 None,
@@ -129,12 +148,20 @@ fn run(u: &mut Unstructured) -> Result<()> {
         .iter()
         .map(|f| Box::new(f.clone()) as Box<dyn PhysicalConfig + Send>)
         .collect();
-    let Ok(vbus) = VirtualPciBus::new(&devices, phys) else {
+    let Ok(vbus) = VirtualPciBus::new(
+        &devices,
+        phys,
+        GuestWindows {
+            mmio32: PCI_MMIO32,
+            mmio64: PCI_MMIO64,
+        },
+    ) else {
         panic!("two ordinary devices must be accepted");
     };
     let shared = Arc::new(Mutex::new(vbus));
     let mut bus = MmioBus::new();
-    bus.register(PCI_ECAM, Box::new(Shared(shared.clone()))).unwrap();
+    bus.register(PCI_ECAM, Box::new(Shared(shared.clone())))
+        .unwrap();
     let mut replayed: BTreeMap<u64, (IpaRange, PhysAddr, BarPolicy)> = BTreeMap::new();
 
     for _ in 0..u.int_in_range(1..=256)? {
@@ -156,6 +183,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
         };
         let write = u.arbitrary()?;
         let _ = bus.dispatch(
+            VcpuId(0),
             Ipa::new(PCI_ECAM.start().raw() + offset),
             BusAccess {
                 size,
@@ -164,11 +192,16 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 sign_extend: false,
                 sixty_four: true,
             },
+            &mut Effects::new(),
         );
         let events: Vec<BarEvent> = shared.lock().unwrap().take_events().collect();
         for e in events {
             match e {
-                BarEvent::Map { guest, host, policy } => {
+                BarEvent::Map {
+                    guest,
+                    host,
+                    policy,
+                } => {
                     replayed.insert(guest.start().raw(), (guest, host, policy));
                 }
                 BarEvent::Unmap { guest } => {
@@ -180,10 +213,15 @@ fn run(u: &mut Unstructured) -> Result<()> {
         for (fake, at_boot) in fakes.iter().zip(&boot) {
             let now = fake.0.lock().unwrap();
             assert_eq!(now[4..10], at_boot[4..10], "a physical BAR changed");
-            assert_eq!(now[0x30 / 4], at_boot[0x30 / 4], "the physical ROM BAR changed");
+            assert_eq!(
+                now[0x30 / 4],
+                at_boot[0x30 / 4],
+                "the physical ROM BAR changed"
+            );
         }
         // What is mapped lies in its window, aligned, disjoint, as replayed.
-        let mapped: Vec<(IpaRange, PhysAddr, BarPolicy)> = shared.lock().unwrap().mapped().collect();
+        let mapped: Vec<(IpaRange, PhysAddr, BarPolicy)> =
+            shared.lock().unwrap().mapped().collect();
         let mut as_map: Vec<_> = mapped.clone();
         as_map.sort_by_key(|(r, _, _)| r.start());
         let replay: Vec<_> = replayed.values().copied().collect();
@@ -193,7 +231,10 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 PCI_MMIO32.contains_range(r) || PCI_MMIO64.contains_range(r),
                 "{r:?} outside the guest's windows"
             );
-            assert!(r.start().is_aligned(r.size().next_power_of_two()), "{r:?} misaligned");
+            assert!(
+                r.start().is_aligned(r.size().next_power_of_two()),
+                "{r:?} misaligned"
+            );
             for (other, _, _) in &mapped[i + 1..] {
                 assert!(!r.overlaps(other), "{r:?} overlaps {other:?}");
             }

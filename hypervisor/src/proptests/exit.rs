@@ -2,11 +2,11 @@
 //! calls leave x4-x17 alone, and the guest PC only ever moves in the ways the
 //! architecture allows (hostile-guest items 1-18).
 
+use crate::devices::mmio::MmioBus;
 use crate::devices::vpl011::VPl011;
 use crate::mm::addr::{Ipa, IpaRange};
 use crate::vm::exit::{handle_exit, ExitState, GuestArch, Outcome, Stage2Query};
 use crate::vm::hypercall::{MappingKind, Stage2Features, Stage2Info};
-use crate::vm::mmio::MmioBus;
 use crate::vm::psci::PsciState;
 use crate::vm::step;
 use crate::vm::vcpu::{GuestRegs, INITIAL_PSTATE};

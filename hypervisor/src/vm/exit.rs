@@ -18,12 +18,16 @@ use crate::arch::aarch64::esr::{
     decode, DataAbortIss, Decoded, Direction, Esr, FaultStatus, MmioAccess, SysRegEncoding,
     SysRegIss,
 };
+use alloc::sync::Arc;
+
+use spin::Mutex;
+
+use crate::devices::mmio::{BusAccess, DispatchResult, Effects, MmioBus, VcpuId};
 use crate::mm::addr::Ipa;
 use crate::vm::hypercall::{
     self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info,
 };
 use crate::vm::inject::{self, fsc, GuestState, Injection};
-use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
 use crate::vm::psci::{self, Action, Conduit, PsciState, SmcccCall};
 use crate::vm::step;
 use crate::vm::vcpu::GuestRegs;
@@ -48,6 +52,13 @@ pub trait Stage2Query {
     fn stage2_info(&self, ipa: Ipa) -> Stage2Info;
     /// The physical address of a passed-through BAR now and at boot.
     fn bar_check(&self, bdf: u16, bar: u8) -> Option<(u64, u64)>;
+    /// A stage-2 translation fault at `ipa`: if it is guest RAM not yet in
+    /// stage 2, put it there (zeroed) and say so, and the guest retries the
+    /// access. Without lazily populated RAM, nothing is.
+    fn fault_in(&self, ipa: Ipa) -> bool {
+        let _ = ipa;
+        false
+    }
 }
 
 /// What the run loop does after an exit.
@@ -57,33 +68,85 @@ pub enum Outcome {
     Resume,
     /// The guest powered off (PSCI SYSTEM_OFF, or CPU_OFF of its last vcpu).
     PowerOff,
+    /// PSCI CPU_OFF: this vCPU stops; others are still on.
+    CpuOff,
+    /// PSCI CPU_ON accepted: the run loop starts the target vCPU, and on
+    /// failure marks it off and answers INTERNAL_FAILURE in the caller's x0
+    /// (already SUCCESS).
+    CpuOn {
+        /// Affinity of the target's (virtual) MPIDR.
+        target_mpidr: u64,
+        /// Entry point IPA, checked to be in guest RAM.
+        entry: u64,
+        /// The target's x0.
+        context_id: u64,
+    },
     /// The guest asked for a reset (PSCI SYSTEM_RESET).
     Reset,
     /// The VM cannot go on; the reason is for the log. The hypervisor stays up.
     Stop(&'static str),
 }
 
-/// Per-VM state the exit handler works on.
-pub struct ExitState {
+/// What all vCPUs of a VM share for their exits. The bus locks each device
+/// per access; the PSCI table is locked for one call at a time. Neither lock
+/// is ever held across guest entry.
+pub struct VmExitShared {
     /// Emulated devices.
     pub bus: MmioBus,
-    /// PSCI power state.
-    pub psci: PsciState,
-    /// Exit counters, readable through a hypercall.
-    pub counters: ExitCounters,
+    /// PSCI power state of every vCPU.
+    pub psci: Mutex<PsciState>,
     /// One past the highest IPA stage 2 translates.
     pub ipa_limit: u64,
+}
+
+impl VmExitShared {
+    /// The shared exit state of a VM with these devices, vCPUs and IPA size.
+    pub fn new(bus: MmioBus, psci: PsciState, ipa_bits: u32) -> Self {
+        Self {
+            bus,
+            psci: Mutex::new(psci),
+            ipa_limit: 1u64.checked_shl(ipa_bits).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// One vCPU's exit state: its own counters and pending effects, and the
+/// VM's shared part.
+pub struct ExitState {
+    /// What the VM's vCPUs share.
+    pub shared: Arc<VmExitShared>,
+    /// Which vCPU this is.
+    pub vcpu: VcpuId,
+    /// Affinity of its virtual MPIDR, as the PSCI table knows it.
+    pub mpidr: u64,
+    /// Exit counters, readable through a hypercall.
+    pub counters: ExitCounters,
+    /// What the last exit's device accesses asked of the VM; the run loop
+    /// applies and clears them before the vCPU resumes.
+    pub effects: Effects,
     no_syndrome_logged: bool,
 }
 
 impl ExitState {
-    /// State for a VM with these devices, vcpus and IPA size.
+    /// State for the boot vCPU of a VM with these devices, vcpus and IPA
+    /// size (its MPIDR is the PSCI table's first).
     pub fn new(bus: MmioBus, psci: PsciState, ipa_bits: u32) -> Self {
+        let mpidr = psci.current_mpidr();
+        Self::for_vcpu(
+            Arc::new(VmExitShared::new(bus, psci, ipa_bits)),
+            VcpuId(0),
+            mpidr,
+        )
+    }
+
+    /// State for vCPU `vcpu` (MPIDR affinity `mpidr`) of a VM.
+    pub fn for_vcpu(shared: Arc<VmExitShared>, vcpu: VcpuId, mpidr: u64) -> Self {
         Self {
-            bus,
-            psci,
+            shared,
+            vcpu,
+            mpidr,
             counters: ExitCounters::default(),
-            ipa_limit: 1u64.checked_shl(ipa_bits).unwrap_or(u64::MAX),
+            effects: Effects::new(),
             no_syndrome_logged: false,
         }
     }
@@ -133,7 +196,13 @@ pub fn handle_exit(
     if regs.vector == 8 && (regs.esr >> ESR_EC_SHIFT) & ESR_EC_MASK == EC_DABT_LOWER {
         // Emulated MMIO is the other hot exit: straight to the data-abort
         // handler, without decoding the syndrome into every class.
-        return data_abort(regs, vm, arch, DataAbortIss::new(Esr::new(regs.esr).iss()));
+        return data_abort(
+            regs,
+            vm,
+            arch,
+            s2,
+            DataAbortIss::new(Esr::new(regs.esr).iss()),
+        );
     }
     handle_other_exit(regs, vm, arch, s2)
 }
@@ -170,6 +239,7 @@ fn data_abort(
     regs: &mut GuestRegs,
     vm: &mut ExitState,
     arch: &mut impl GuestArch,
+    s2: &impl Stage2Query,
     iss: DataAbortIss,
 ) -> Outcome {
     vm.counters.bump(ExitCounter::DataAbort);
@@ -177,6 +247,12 @@ fn data_abort(
         // A device's external abort, a parity error (item 9).
         let status = reflected_status(iss.dfsc_raw(), iss.s1ptw());
         return abort(regs, vm, arch, iss.wnr(), status);
+    }
+    let ipa = fault_ipa(regs.hpfar, regs.far);
+    // The first touch of a RAM block (the access itself, or the guest's
+    // table walk through it): once mapped, the same instruction runs again.
+    if matches!(iss.dfsc(), FaultStatus::Translation { .. }) && s2.fault_in(ipa) {
+        return Outcome::Resume;
     }
     if iss.s1ptw() {
         // The guest's own table walk left its RAM (item 5). The stage-2
@@ -196,8 +272,7 @@ fn data_abort(
         skip(regs);
         return Outcome::Resume;
     }
-    let ipa = fault_ipa(regs.hpfar, regs.far);
-    if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.ipa_limit {
+    if matches!(iss.dfsc(), FaultStatus::AddressSize { .. }) || ipa.raw() >= vm.shared.ipa_limit {
         // Beyond the IPA size (item 4).
         return abort(regs, vm, arch, iss.wnr(), fsc::ADDRESS_SIZE_L0);
     }
@@ -276,7 +351,14 @@ fn handle_other_exit(
             skip(regs);
             smccc(regs, vm, arch, s2, Conduit::Smc, iss.imm16())
         }
-        Decoded::DataAbort { iss, .. } => data_abort(regs, vm, arch, iss),
+        Decoded::DataAbort { iss, .. } => data_abort(regs, vm, arch, s2, iss),
+        Decoded::InstrAbort { iss, .. }
+            if matches!(iss.ifsc(), FaultStatus::Translation { .. })
+                && s2.fault_in(fault_ipa(regs.hpfar, regs.far)) =>
+        {
+            // First fetch from a RAM block: run it again once mapped.
+            Outcome::Resume
+        }
         Decoded::InstrAbort { iss, .. } => {
             // Fetch from a hole, MMIO or a BAR, which are never executable
             // (items 2, 3), or whose stage-1 walk left RAM (item 5); an
@@ -331,7 +413,14 @@ fn smccc(
         conduit,
         imm16,
     };
-    let outcome = psci::handle(&call, &mut vm.psci);
+    // One lock for the call and the check that follows, so that of two
+    // vCPUs turning off at once exactly one sees the last one go.
+    let (outcome, any_on) = {
+        let mut table = vm.shared.psci.lock();
+        table.set_current(vm.mpidr);
+        let outcome = psci::handle(&call, &mut table);
+        (outcome, table.any_on())
+    };
     if conduit == Conduit::Smc && outcome.regs.is_some_and(|r| r[0] == u64::MAX) {
         // Never forwarded to firmware (hostile-guest item 17); debug level,
         // since a guest can issue these in a loop.
@@ -359,15 +448,17 @@ fn smccc(
     match outcome.action {
         Action::SystemOff => Outcome::PowerOff,
         Action::SystemReset => Outcome::Reset,
-        Action::CpuOff if !vm.psci.any_on() => Outcome::PowerOff,
-        Action::CpuOn { target_mpidr, .. } => {
-            // Only one vcpu runs so far: a second cannot be started.
-            vm.psci.set_power(target_mpidr, false);
-            if let Some(x0) = regs.x.first_mut() {
-                *x0 = psci::ret::INTERNAL_FAILURE as i64 as u64;
-            }
-            Outcome::Resume
-        }
+        Action::CpuOff if !any_on => Outcome::PowerOff,
+        Action::CpuOff => Outcome::CpuOff,
+        Action::CpuOn {
+            target_mpidr,
+            entry,
+            context_id,
+        } => Outcome::CpuOn {
+            target_mpidr,
+            entry,
+            context_id,
+        },
         _ => Outcome::Resume,
     }
 }
@@ -411,7 +502,7 @@ fn mmio(
     write: bool,
 ) -> Outcome {
     let Some(access) = access else {
-        if let Some((_, name)) = vm.bus.device_at(ipa) {
+        if let Some((_, name)) = vm.shared.bus.device_at(ipa) {
             // Pair, pre/post-index and SIMD accesses carry no syndrome to
             // emulate from (item 8): the guest gets an abort.
             if !vm.no_syndrome_logged {
@@ -437,7 +528,11 @@ fn mmio(
         sign_extend: access.sign_extend,
         sixty_four: access.sixty_four,
     };
-    match vm.bus.dispatch(ipa, bus_access) {
+    match vm
+        .shared
+        .bus
+        .dispatch(vm.vcpu, ipa, bus_access, &mut vm.effects)
+    {
         DispatchResult::Read(value) => {
             if let Some(dst) = regs.x.get_mut(reg) {
                 *dst = value;
@@ -600,15 +695,28 @@ mod tests {
         struct AssertSend<T>(T);
         // SAFETY: host tests run the bus on one thread.
         unsafe impl<T> Send for AssertSend<T> {}
-        impl<T: crate::vm::mmio::MmioDevice> crate::vm::mmio::MmioDevice for AssertSend<T> {
+        impl<T: crate::devices::mmio::MmioDevice> crate::devices::mmio::MmioDevice for AssertSend<T> {
             fn name(&self) -> &'static str {
                 self.0.name()
             }
-            fn read(&mut self, o: u64, s: u8) -> crate::vm::mmio::MmioResult<u64> {
-                self.0.read(o, s)
+            fn read(
+                &mut self,
+                c: VcpuId,
+                o: u64,
+                s: u8,
+                fx: &mut Effects,
+            ) -> crate::devices::mmio::MmioResult<u64> {
+                self.0.read(c, o, s, fx)
             }
-            fn write(&mut self, o: u64, s: u8, v: u64) -> crate::vm::mmio::MmioResult<()> {
-                self.0.write(o, s, v)
+            fn write(
+                &mut self,
+                c: VcpuId,
+                o: u64,
+                s: u8,
+                v: u64,
+                fx: &mut Effects,
+            ) -> crate::devices::mmio::MmioResult<()> {
+                self.0.write(c, o, s, v, fx)
             }
         }
         bus.register(
@@ -873,7 +981,7 @@ mod tests {
         assert_eq!((r.pc, r.pstate), (0x8002, USR_T32));
         // The same WFI in the first slot of ITE EQ, Z set: ITSTATE moves on.
         let ite_eq = step::with_itstate(USR_T32 | (1 << 30), 0b0000_1100);
-        let mut r = regs((0x01 << 26) | (1 << 24) | (0x0 << 20));
+        let mut r = regs((0x01 << 26) | (1 << 24));
         (r.pstate, r.pc) = (ite_eq, 0x8000);
         handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
         assert_eq!(r.pc, 0x8002);
@@ -1031,7 +1139,7 @@ mod tests {
                 imm16: 0,
             };
             assert!(matches!(
-                psci::handle(&call, &mut vm.psci).action,
+                psci::handle(&call, &mut vm.shared.psci.lock()).action,
                 Action::Hypercall
             ));
             let general = hypercall(fid, &args, Conduit::Hvc, &vm, &mut a, &FakeS2);

@@ -8,7 +8,7 @@
 //! main stack, and returns from `enter_guest` with the vector number. The
 //! exit is then handled in ordinary Rust on the main stack.
 
-use crate::vm::vcpu::{offsets, VcpuContext};
+use super::context::{offsets, VcpuContext};
 
 core::arch::global_asm!(
     r#"
