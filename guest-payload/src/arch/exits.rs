@@ -432,22 +432,24 @@ fn atomics(r: &mut Report, uart: u64) {
     const G: &str = "atomics";
     let dr = uart;
     let cases: [(&str, Result<(), Fault>); 3] = [
-        // SAFETY (all four): one access to the UART's data register; the
-        // abort the hypervisor injects is caught and the instruction skipped.
         (
             "LDXR",
+            // SAFETY: one access to the UART's data register; the abort the
+            // hypervisor injects is caught and the instruction skipped.
             probe(|| unsafe {
                 asm!("ldxr {v:w}, [{a}]", a = in(reg) dr, v = out(reg) _, options(nostack))
             }),
         ),
         (
             "LDADD",
+            // SAFETY: as for LDXR.
             probe(|| unsafe {
                 asm!(".arch_extension lse", "ldadd {v:w}, {o:w}, [{a}]", a = in(reg) dr, v = in(reg) 0x58u32, o = out(reg) _, options(nostack))
             }),
         ),
         (
             "CAS",
+            // SAFETY: as for LDXR.
             probe(|| unsafe {
                 asm!(".arch_extension lse", "cas {c:w}, {v:w}, [{a}]", a = in(reg) dr, c = inout(reg) 0u32 => _, v = in(reg) 0x58u32, options(nostack))
             }),
@@ -457,7 +459,7 @@ fn atomics(r: &mut Report, uart: u64) {
     // may fail (status 1) without an access, or abort; never reach the UART.
     let stxr = probe(|| {
         let status: u32;
-        // SAFETY: as above.
+        // SAFETY: as for LDXR.
         unsafe {
             asm!("stxr {s:w}, {v:w}, [{a}]", a = in(reg) dr, v = in(reg) 0x58u32,
                 s = out(reg) status, options(nostack))
