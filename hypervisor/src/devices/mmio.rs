@@ -244,7 +244,9 @@ impl MmioBus {
     }
 
     /// Performs one trapped access at `ipa` by `vcpu`, pushing what it changes
-    /// outside the device onto `fx`. Never panics.
+    /// outside the device onto `fx`. Never panics. Never inlined: the
+    /// debugger's breakpoint for every emulated access (`hv-break-mmio`).
+    #[inline(never)]
     pub fn dispatch(
         &self,
         vcpu: VcpuId,

@@ -243,16 +243,16 @@ fn data_abort(
     iss: DataAbortIss,
 ) -> Outcome {
     vm.counters.bump(ExitCounter::DataAbort);
-    if !is_stage2_fault(iss.dfsc()) {
-        // A device's external abort, a parity error (item 9).
-        let status = reflected_status(iss.dfsc_raw(), iss.s1ptw());
-        return abort(regs, vm, arch, iss.wnr(), status);
-    }
     let ipa = fault_ipa(regs.hpfar, regs.far);
     // The first touch of a RAM block (the access itself, or the guest's
     // table walk through it): once mapped, the same instruction runs again.
     if matches!(iss.dfsc(), FaultStatus::Translation { .. }) && s2.fault_in(ipa) {
         return Outcome::Resume;
+    }
+    if !is_stage2_fault(iss.dfsc()) {
+        // A device's external abort, a parity error (item 9).
+        let status = reflected_status(iss.dfsc_raw(), iss.s1ptw());
+        return abort(regs, vm, arch, iss.wnr(), status);
     }
     if iss.s1ptw() {
         // The guest's own table walk left its RAM (item 5). The stage-2

@@ -137,6 +137,11 @@ pub enum InjectError {
 /// lower-EL AArch64 vector like any other; the guest's EL1 (AArch64) takes
 /// them at VBAR_EL1 + 0x600, with the lower-EL classes and the AArch32
 /// PSTATE (T, ITSTATE and all) in SPSR_EL1.
+///
+/// Never inlined: the debugger's breakpoint for every exception injected
+/// into a guest (`hv-break-inject`); a cold path, so the call costs nothing
+/// that matters.
+#[inline(never)]
 pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, InjectError> {
     let mode = guest.spsr & SPSR_M_MASK;
     let (from_lower, vector_offset) = match mode {
