@@ -14,6 +14,8 @@
 //!   a failed translation).
 //! - `attrs-leak`: the effective-attributes hypercall must not reveal where
 //!   the guest's RAM lies in host memory.
+//! - `atomics`: LDXR, STXR, LDADD and CAS on emulated MMIO (the UART) must
+//!   abort: they carry no syndrome, and the device must not see them.
 //! - `ras`: the RAS error record registers must be the hypervisor's to
 //!   answer (trapped, reading zero), never the host's.
 
@@ -424,6 +426,64 @@ fn attrs_leak(r: &mut Report) {
     }
 }
 
+/// LDXR, STXR, LDADD and CAS on the UART's data register: no syndrome to
+/// emulate from, so each must come back as a data abort at the UART.
+fn atomics(r: &mut Report, uart: u64) {
+    const G: &str = "atomics";
+    let dr = uart;
+    let cases: [(&str, Result<(), Fault>); 3] = [
+        (
+            "LDXR",
+            // SAFETY: one access to the UART's data register; the abort the
+            // hypervisor injects is caught and the instruction skipped.
+            probe(|| unsafe {
+                asm!("ldxr {v:w}, [{a}]", a = in(reg) dr, v = out(reg) _, options(nostack))
+            }),
+        ),
+        (
+            "LDADD",
+            // SAFETY: as for LDXR.
+            probe(|| unsafe {
+                asm!(".arch_extension lse", "ldadd {v:w}, {o:w}, [{a}]", a = in(reg) dr, v = in(reg) 0x58u32, o = out(reg) _, options(nostack))
+            }),
+        ),
+        (
+            "CAS",
+            // SAFETY: as for LDXR.
+            probe(|| unsafe {
+                asm!(".arch_extension lse", "cas {c:w}, {v:w}, [{a}]", a = in(reg) dr, c = inout(reg) 0u32 => _, v = in(reg) 0x58u32, options(nostack))
+            }),
+        ),
+    ];
+    // STXR after the aborted LDXR holds no exclusive monitor: the store
+    // may fail (status 1) without an access, or abort; never reach the UART.
+    let stxr = probe(|| {
+        let status: u32;
+        // SAFETY: as for LDXR.
+        unsafe {
+            asm!("stxr {s:w}, {v:w}, [{a}]", a = in(reg) dr, v = in(reg) 0x58u32,
+                s = out(reg) status, options(nostack))
+        };
+        status
+    });
+    let pass = match &stxr {
+        Ok(status) => *status == 1,
+        Err(f) => f.ec() == EC_DABT_CURRENT && f.far == dr,
+    };
+    r.line(
+        G,
+        "STXR",
+        Seen(stxr.map(u64::from)),
+        "status 1 (no monitor) or a data abort at the UART",
+        pass,
+    );
+    for (what, result) in cases {
+        let seen = Seen(result.map(|()| 0));
+        let pass = matches!(&seen.0, Err(f) if f.ec() == EC_DABT_CURRENT && f.far == dr);
+        r.line(G, what, seen, "a data abort at the UART", pass);
+    }
+}
+
 fn read_erridr_probe() -> Result<u64, Fault> {
     probe(|| {
         let value: u64;
@@ -529,12 +589,16 @@ pub fn run(hypervisor: Hypervisor, uart: u64, hole: u64, which: &str) -> bool {
         ran = true;
         attrs_leak(&mut r);
     }
+    if all || which == "atomics" {
+        ran = true;
+        atomics(&mut r, uart);
+    }
     if all || which == "ras" {
         ran = true;
         ras(&mut r);
     }
     if !ran {
-        println!("GUEST exit-hostile: unknown probe={which} (aarch32, t32-step, at-walk, attrs-leak, ras, all)");
+        println!("GUEST exit-hostile: unknown probe={which} (aarch32, t32-step, at-walk, attrs-leak, atomics, ras, all)");
         return false;
     }
     let alive = firmware::detect_hypervisor() == Hypervisor::Ours;
