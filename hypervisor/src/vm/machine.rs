@@ -18,6 +18,7 @@ use spin::Mutex;
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 use crate::arch::aarch64::guest::{self, GuestEl2Config, HwGuestArch};
+use crate::arch::aarch64::sysreg;
 use crate::arch::aarch64::tlb::{dcache_range, zero_range, CacheOp, Stage2Tlb};
 use crate::console;
 use crate::devices::vpl011::VPl011;
@@ -41,6 +42,7 @@ use crate::vm::image::{self, ImageError};
 use crate::vm::layout;
 use crate::vm::mmio::{MmioBus, MmioDevice, MmioResult};
 use crate::vm::psci::PsciState;
+use crate::vm::sysreg::{GuestIdView, SysregState};
 use crate::vm::vcpu::{self, VcpuContext};
 
 /// Table pages for a VM's stage 2: RAM in blocks and a few devices need a
@@ -487,7 +489,9 @@ impl Vm {
             }
         );
         Ok(Self {
-            exits: ExitState::new(bus_devices, psci, config.ipa_bits),
+            exits: ExitState::new(bus_devices, psci, config.ipa_bits).with_sysregs(
+                SysregState::new(GuestIdView::sanitize(&sysreg::id_group3(), config.gic)),
+            ),
             stage2,
             ctx,
             el2,

@@ -8,8 +8,10 @@ pub mod hypercall;
 pub mod image;
 pub mod inject;
 pub mod layout;
+pub mod lockup;
 #[cfg(target_os = "none")]
 pub mod machine;
 pub mod mmio;
 pub mod psci;
+pub mod sysreg;
 pub mod vcpu;
