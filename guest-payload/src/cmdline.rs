@@ -22,11 +22,19 @@ pub enum TestMode {
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
+    /// The hypervisor's system-register table: sanitized ID registers,
+    /// RAZ/WI debug registers, UNDEF for what is hidden.
+    Sysregs,
+    /// Takes an UNDEF with VBAR_EL1 = 0, as a kernel would before its
+    /// vectors: the hypervisor must stop the VM with a report.
+    NoVectors,
+    /// Prints the size and checksum of the initramfs its device tree names.
+    Initrd,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 8] = [
+    pub const ALL: [TestMode; 11] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -35,6 +43,9 @@ impl TestMode {
         TestMode::Chaos,
         TestMode::PciHostile,
         TestMode::Bench,
+        TestMode::Sysregs,
+        TestMode::NoVectors,
+        TestMode::Initrd,
     ];
 
     /// The name used after `test=`.
@@ -48,6 +59,9 @@ impl TestMode {
             TestMode::Chaos => "chaos",
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
+            TestMode::Sysregs => "sysregs",
+            TestMode::NoVectors => "no-vectors",
+            TestMode::Initrd => "initrd",
         }
     }
 
@@ -197,6 +211,9 @@ mod tests {
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
         assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
+        assert_eq!(parse("test=sysregs"), Ok(TestMode::Sysregs));
+        assert_eq!(parse("test=no-vectors"), Ok(TestMode::NoVectors));
+        assert_eq!(parse("test=initrd"), Ok(TestMode::Initrd));
     }
 
     #[test]
@@ -205,7 +222,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench sysregs no-vectors initrd"
         );
     }
 
