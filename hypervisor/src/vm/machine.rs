@@ -22,7 +22,7 @@ use crate::arch::aarch64::sysreg;
 use crate::arch::aarch64::tlb::{dcache_range, zero_range, CacheOp, Stage2Tlb};
 use crate::console;
 use crate::devices::vpl011::VPl011;
-use crate::mm::addr::{Ipa, IpaRange, PAGE_SIZE, SIZE_2M};
+use crate::mm::addr::{Ipa, IpaRange, PhysRange, PAGE_SIZE, SIZE_2M};
 use crate::mm::attrs::BarPolicy;
 use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pgtable::pool::{IdentityMap, PoolError, TablePool};
@@ -39,6 +39,7 @@ use crate::vm::guest_dt::{
 };
 use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info};
 use crate::vm::image::{self, ImageError};
+use crate::vm::initramfs;
 use crate::vm::layout;
 use crate::vm::mmio::{MmioBus, MmioDevice, MmioResult};
 use crate::vm::psci::PsciState;
@@ -74,6 +75,8 @@ pub enum BuildError {
     Stage2(Stage2Error),
     /// The guest image.
     Image(ImageError),
+    /// The guest's initramfs.
+    Initramfs(initramfs::InitramfsError),
     /// The guest device tree.
     DeviceTree(FdtError),
     /// An emulated device could not be placed.
@@ -90,11 +93,44 @@ impl fmt::Display for BuildError {
             Self::Pool(e) => write!(f, "stage-2 tables: {e}"),
             Self::Stage2(e) => write!(f, "stage 2: {e:?}"),
             Self::Image(e) => write!(f, "guest image: {e}"),
+            Self::Initramfs(e) => write!(f, "guest initramfs: {e}"),
             Self::DeviceTree(e) => write!(f, "guest device tree: {e}"),
             Self::Bus => write!(f, "emulated devices overlap"),
             Self::Pci(e) => write!(f, "passthrough: {e}"),
         }
     }
+}
+
+/// Copies the initramfs the loader left at `file` into guest RAM (`ram`,
+/// the VM's `ram_ipa`) above the kernel at `kernel`; returns where it went.
+///
+/// # Safety
+///
+/// `file` must be memory the loader filled, mapped readable and not
+/// written while the VM is built.
+unsafe fn copy_initramfs(
+    ram: &mut [u8],
+    ram_ipa: IpaRange,
+    kernel: IpaRange,
+    file: PhysRange,
+) -> Result<IpaRange, BuildError> {
+    let placed = initramfs::placement(ram_ipa, kernel, file.size(), DT_RESERVE)
+        .map_err(BuildError::Initramfs)?;
+    // SAFETY: the caller vouches for `file`.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(file.start().raw() as *const u8, file.size() as usize)
+    };
+    let offset = (placed.start().raw() - ram_ipa.start().raw()) as usize;
+    ram.get_mut(offset..offset + bytes.len())
+        .ok_or(BuildError::Initramfs(initramfs::InitramfsError::Empty))?
+        .copy_from_slice(bytes);
+    log::info!(
+        "vm: initramfs of {} KiB at IPA {:#x}..{:#x}",
+        file.size() >> 10,
+        placed.start().raw(),
+        placed.end().raw()
+    );
+    Ok(placed)
 }
 
 /// How a VM ended.
@@ -293,9 +329,9 @@ impl Vm {
             core::slice::from_raw_parts_mut(ram_pa.start().raw() as *mut u8, ram_pa.size() as usize)
         };
 
-        // The guest image, from the loader's initrd.
-        // SAFETY: the DT says the loader put the initrd here; the EL2 map
-        // covers it read-only and it was carved out of usable memory.
+        // The guest image: the kernel boot module, else the loader's initrd.
+        // SAFETY: the DT says the loader put it here; the EL2 map covers it
+        // read-only and it was carved out of usable memory.
         let file = unsafe {
             core::slice::from_raw_parts(
                 config.image.start().raw() as *const u8,
@@ -312,6 +348,11 @@ impl Vm {
         ram.get_mut(offset..offset + file.len())
             .ok_or(BuildError::Image(ImageError::Empty))?
             .copy_from_slice(file);
+        let initrd = match config.initramfs {
+            // SAFETY: as for the image: a carve-out the EL2 map covers read-only.
+            Some(r) => Some(unsafe { copy_initramfs(ram, config.ram, placed, r)? }),
+            None => None,
+        };
 
         // The guest's device tree, at the top of its RAM.
         let gic = match config.gic {
@@ -362,7 +403,7 @@ impl Vm {
             psci_method: "hvc",
             bootargs: &config.bootargs,
             stdout_path: true,
-            initrd: None,
+            initrd,
             pcie: guest_pcie,
             hypervisor_node: true,
         })

@@ -6,6 +6,7 @@ pub mod fdt_writer;
 pub mod guest_dt;
 pub mod hypercall;
 pub mod image;
+pub mod initramfs;
 pub mod inject;
 pub mod layout;
 pub mod lockup;
