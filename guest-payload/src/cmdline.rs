@@ -31,11 +31,19 @@ pub enum TestMode {
     /// or the start of RAM for a flat binary) and that its code arrived
     /// whole (`image-sum=<bytes>:<FNV-1a>`, computed from the file).
     Image,
+    /// The hypervisor's system-register table: sanitized ID registers,
+    /// RAZ/WI debug registers, UNDEF for what is hidden.
+    Sysregs,
+    /// Takes an UNDEF with VBAR_EL1 = 0, as a kernel would before its
+    /// vectors: the hypervisor must stop the VM with a report.
+    NoVectors,
+    /// Prints the size and checksum of the initramfs its device tree names.
+    Initrd,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 11] = [
+    pub const ALL: [TestMode; 14] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -47,6 +55,9 @@ impl TestMode {
         TestMode::RamZero,
         TestMode::ExitHostile,
         TestMode::Image,
+        TestMode::Sysregs,
+        TestMode::NoVectors,
+        TestMode::Initrd,
     ];
 
     /// The name used after `test=`.
@@ -63,6 +74,9 @@ impl TestMode {
             TestMode::RamZero => "ramzero",
             TestMode::ExitHostile => "exit-hostile",
             TestMode::Image => "image",
+            TestMode::Sysregs => "sysregs",
+            TestMode::NoVectors => "no-vectors",
+            TestMode::Initrd => "initrd",
         }
     }
 
@@ -256,6 +270,9 @@ mod tests {
         assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(parse("test=sysregs"), Ok(TestMode::Sysregs));
+        assert_eq!(parse("test=no-vectors"), Ok(TestMode::NoVectors));
+        assert_eq!(parse("test=initrd"), Ok(TestMode::Initrd));
     }
 
     #[test]
@@ -264,7 +281,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench ramzero exit-hostile image"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench ramzero exit-hostile image sysregs no-vectors initrd"
         );
     }
 

@@ -100,6 +100,9 @@ mod el1 {
             Ok(TestMode::RamZero) => ramzero(&ctx),
             Ok(TestMode::ExitHostile) => exit_hostile(&ctx),
             Ok(TestMode::Image) => image(&ctx),
+            Ok(TestMode::Sysregs) => verdict(guest_payload::arch::sysregs::run()),
+            Ok(TestMode::NoVectors) => guest_payload::arch::sysregs::no_vectors(),
+            Ok(TestMode::Initrd) => initrd(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -163,6 +166,49 @@ mod el1 {
             "GUEST ramzero blocks={blocks} words={words} nonzero={nonzero} ticks_per_block={per_block} freq={freq}"
         );
         verdict(blocks > 0 && nonzero == 0)
+    }
+
+    /// CRC-32 (IEEE 802.3, reflected, as zlib's) of the initramfs the device
+    /// tree names, for the scenario to compare with the file's.
+    fn initrd(ctx: &Context<'_>) -> Verdict {
+        let Some(r) = ctx.platform.initrd else {
+            println!("GUEST initrd: none in /chosen");
+            return Err(());
+        };
+        if !ctx.platform.ram.contains(r.base) || !ctx.platform.ram.contains(r.end() - 1) {
+            println!(
+                "GUEST initrd: [{:#x}..{:#x}) is not in RAM",
+                r.base,
+                r.end()
+            );
+            return Err(());
+        }
+        // SAFETY: the range is guest RAM (checked above), identity-mapped
+        // by the guest's stage 1, and nothing writes it.
+        let bytes = unsafe { core::slice::from_raw_parts(r.base as *const u8, r.size as usize) };
+        let mut table = [0u32; 256];
+        for (i, t) in table.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *t = c;
+        }
+        let crc = !bytes.iter().fold(!0u32, |c, &b| {
+            table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
+        });
+        println!(
+            "GUEST initrd: [{:#x}..{:#x}) {} bytes crc32={crc:#010x} bootargs=\"{}\"",
+            r.base,
+            r.end(),
+            r.size,
+            ctx.platform.bootargs
+        );
+        Ok(())
     }
 
     fn hello(ctx: &Context<'_>) -> Verdict {

@@ -229,6 +229,9 @@ pub struct Platform<'a> {
     pub psci: Option<Conduit>,
     /// `/chosen/bootargs`, empty if absent.
     pub bootargs: &'a str,
+    /// The initramfs the loader placed: `/chosen/linux,initrd-start` to
+    /// `linux,initrd-end`, when both are there and the range is not empty.
+    pub initrd: Option<Region>,
     /// Address ranges the device tree assigns to something: `reg` of the
     /// root's children and bus `ranges`. Used to pick an address that is
     /// certainly not assigned.
@@ -400,6 +403,15 @@ impl<'a> Platform<'a> {
             .find_node("/chosen")
             .and_then(|n| prop_str(n, "bootargs"))
             .unwrap_or("");
+        let initrd = fdt.find_node("/chosen").and_then(|n| {
+            let addr = |name| {
+                let mut v = n.property(name)?.value;
+                let cells = v.len() / 4;
+                read_cells(&mut v, cells)
+            };
+            let (start, end) = (addr("linux,initrd-start")?, addr("linux,initrd-end")?);
+            (end > start).then(|| Region::new(start, end - start))
+        });
         let pcie = fdt
             .find_compatible(&["pci-host-ecam-generic"])
             .and_then(|n| parse_pcie(fdt, n));
@@ -409,6 +421,7 @@ impl<'a> Platform<'a> {
             pcie,
             psci,
             bootargs,
+            initrd,
             assigned: assigned_ranges(fdt),
         })
     }

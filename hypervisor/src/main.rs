@@ -338,6 +338,16 @@ mod el2 {
                 .chosen
                 .initrd
                 .map(|r| region("initrd", r, Use::ReadOnly)),
+            platform
+                .chosen
+                .modules
+                .kernel
+                .map(|m| region("guest kernel module", m.range, Use::ReadOnly)),
+            platform
+                .chosen
+                .modules
+                .ramdisk
+                .map(|m| region("guest initramfs module", m.range, Use::ReadOnly)),
         ];
         let ram = usable.iter().map(|r| region("RAM", *r, Use::ReadWrite));
         let uart = platform.uart.map(|u| region("UART", u.regs, Use::Device));

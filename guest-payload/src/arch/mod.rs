@@ -10,6 +10,7 @@ pub mod firmware;
 pub mod hostile;
 pub mod mmu;
 pub mod probe;
+pub mod sysregs;
 pub mod wc;
 
 use core::arch::asm;

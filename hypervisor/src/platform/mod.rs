@@ -29,6 +29,7 @@
 
 pub mod fdt;
 pub mod fixed;
+pub mod modules;
 #[cfg(test)]
 mod tests;
 pub mod translate;
@@ -323,6 +324,8 @@ pub struct Chosen<'a> {
     pub stdout_path: Option<&'a str>,
     /// The initrd the loader placed; an empty one counts as none.
     pub initrd: Option<PhysRange>,
+    /// Boot modules (`multiboot,module` children).
+    pub modules: modules::BootModules<'a>,
 }
 
 /// A `/reserved-memory` range.
@@ -754,6 +757,7 @@ fn read_chosen<'a>(node: &Node<'a>) -> Result<Chosen<'a>, PlatformError<'a>> {
         bootargs,
         stdout_path,
         initrd,
+        modules: modules::BootModules::default(),
     })
 }
 
@@ -905,9 +909,13 @@ impl<'a> Platform<'a> {
         let timer = timer_node.map(|t| read_timer(&t, &gic)).transpose()?;
 
         let chosen = match fdt.find("/chosen") {
-            Some(node) => read_chosen(&node)?,
+            Some(node) => Chosen {
+                modules: modules::read(&fdt, &node)?,
+                ..read_chosen(&node)?
+            },
             None => Chosen::default(),
         };
+        modules::check_in_memory(&chosen.modules, &memory)?;
         let uart_node = match chosen.stdout_path {
             Some(spec) => Some(resolve_stdout(&fdt, spec)?),
             None => first_pl011,
@@ -1044,6 +1052,9 @@ impl<'a> Platform<'a> {
         if let Some(i) = self.chosen.initrd {
             carve.push(("initrd", i)).map_err(|_| full)?;
         }
+        for (what, m) in self.chosen.modules.iter() {
+            carve.push((what, m.range)).map_err(|_| full)?;
+        }
         for r in &self.firmware_reservations()? {
             carve.push(("firmware reservation", *r)).map_err(|_| full)?;
         }
@@ -1155,6 +1166,13 @@ impl fmt::Display for Platform<'_> {
         }
         if let Some(b) = self.chosen.bootargs {
             writeln!(f, "bootargs: \"{b}\"")?;
+        }
+        for (what, m) in self.chosen.modules.iter() {
+            write!(f, "module: {what} {:?} ({})", m.range, m.node)?;
+            match m.bootargs {
+                Some(b) => writeln!(f, " bootargs \"{b}\"")?,
+                None => writeln!(f)?,
+            }
         }
         if let Some(d) = self.dtb {
             writeln!(f, "dtb: {d:?}")?;

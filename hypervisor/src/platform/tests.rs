@@ -557,3 +557,90 @@ fn qemu_virt_is_unchanged_by_translation() {
     assert!(p.unsupported_pcie.is_empty());
     assert_eq!(p.pcie.len(), 1);
 }
+
+static GUEST_LOADER: &[u8] = include_bytes!("../../../qemu/fixtures/virt-guest-loader.dtb");
+static MODULES: &[u8] = include_bytes!("../../../qemu/fixtures/modules.dtb");
+static MODULES_OVERLAP: &[u8] = include_bytes!("../../../qemu/fixtures/modules-overlap.dtb");
+
+#[test]
+fn qemu_guest_loader_modules() {
+    // QEMU 10.0's guest-loader writes no #address-cells in /chosen: reg uses
+    // the root's two and two.
+    let p = Platform::from_fdt(GUEST_LOADER).unwrap();
+    let k = p.chosen.modules.kernel.unwrap();
+    assert_eq!(k.range, r(0x6000_0000, 4096));
+    assert_eq!(k.bootargs, Some("console=ttyAMA0 earlycon"));
+    assert_eq!(k.node, "module@0x60000000");
+    let d = p.chosen.modules.ramdisk.unwrap();
+    assert_eq!(d.range, r(0x6200_0000, 8192));
+    assert_eq!(d.bootargs, None);
+    assert_eq!(p.chosen.bootargs, Some("log=debug"));
+    let text = format!("{p}");
+    assert!(
+        text.contains("module: guest kernel [0x60000000..0x60001000) (module@0x60000000) bootargs \"console=ttyAMA0 earlycon\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("module: guest initramfs [0x62000000..0x62002000) (module@0x62000000)"),
+        "{text}"
+    );
+    // Both are carved out of usable memory.
+    let free = p.usable_memory(r(0x4020_0000, 0x20_0000)).unwrap();
+    assert!(free.first_overlap(&k.range).is_none());
+    assert!(free.first_overlap(&d.range).is_none());
+}
+
+#[test]
+fn uboot_style_modules_with_their_own_cells_in_order() {
+    let p = Platform::from_fdt(MODULES).unwrap();
+    let m = p.chosen.modules;
+    assert_eq!(m.kernel.unwrap().range, r(0x4800_0000, 0x1a0_0000));
+    assert_eq!(m.kernel.unwrap().bootargs, Some("console=ttyAMA0 earlycon"));
+    assert_eq!(m.ramdisk.unwrap().range, r(0x4a00_0000, 0x27_0000));
+    assert_eq!(p.chosen.initrd, Some(r(0x4400_0000, 0x1_0000)));
+}
+
+#[test]
+fn overlapping_modules_are_refused_by_name() {
+    let err = Platform::from_fdt(MODULES_OVERLAP).unwrap_err();
+    assert_eq!(
+        format!("{err}"),
+        format!(
+            "{}",
+            PlatformError::Overlap {
+                what: "module@48000000",
+                range: r(0x4800_0000, 0x10_0000),
+                other: "module@480f0000",
+                other_range: r(0x480f_0000, 0x10_0000),
+            }
+        )
+    );
+    assert!(matches!(err, PlatformError::Overlap { .. }));
+}
+
+#[test]
+fn modules_over_the_hypervisor_or_outside_ram_are_refused() {
+    let p = Platform::from_fdt(MODULES).unwrap();
+    // The hypervisor loaded where the kernel module is.
+    let err = p.usable_memory(r(0x4900_0000, 0x20_0000)).unwrap_err();
+    let text = format!("{err}");
+    assert!(text.contains("guest kernel"), "{text}");
+    assert!(text.contains("hypervisor image"), "{text}");
+
+    // A module beyond RAM: the same tree with the ramdisk moved to 0x70000000.
+    let mut blob = MODULES.to_vec();
+    let at = blob
+        .windows(8)
+        .position(|w| w == [0x4a, 0, 0, 0, 0, 0x27, 0, 0])
+        .unwrap();
+    blob[at] = 0x70;
+    let err = Platform::from_fdt(&blob).unwrap_err();
+    assert_eq!(
+        err,
+        PlatformError::BadProperty {
+            node: "module@4a000000",
+            property: "reg",
+            why: "the module is not inside RAM",
+        }
+    );
+}

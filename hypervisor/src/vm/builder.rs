@@ -28,6 +28,7 @@ use crate::vm::guest_dt::{
 };
 use crate::vm::hypercall::MappingKind;
 use crate::vm::image::{self, ImageError, ImageKind};
+use crate::vm::initramfs::{self, InitramfsError};
 use crate::vm::layout;
 use crate::vm::psci::PsciState;
 
@@ -53,6 +54,8 @@ pub enum BuildError {
     Stage2(Stage2Error),
     /// The guest image.
     Image(ImageError),
+    /// The guest's initramfs.
+    Initramfs(InitramfsError),
     /// The guest device tree.
     DeviceTree(FdtError),
     /// An emulated device could not be placed.
@@ -71,6 +74,7 @@ impl fmt::Display for BuildError {
             Self::Pool(e) => write!(f, "stage-2 tables: {e}"),
             Self::Stage2(e) => write!(f, "stage 2: {e:?}"),
             Self::Image(e) => write!(f, "guest image: {e}"),
+            Self::Initramfs(e) => write!(f, "guest initramfs: {e}"),
             Self::DeviceTree(e) => write!(f, "guest device tree: {e}"),
             Self::Bus => write!(f, "emulated devices overlap"),
             Self::Pci(e) => write!(f, "passthrough: {e}"),
@@ -100,6 +104,9 @@ pub struct VmPlan {
     pub image_at: IpaRange,
     /// vCPU 0's first instruction.
     pub entry: Ipa,
+    /// Where the initramfs goes (above the kernel, per the arm64 boot
+    /// protocol), named in the guest DT; `None` without one.
+    pub initramfs_at: Option<IpaRange>,
     /// The guest's device tree.
     pub dt: Vec<u8>,
     /// Where it goes: vCPU 0's x0.
@@ -127,6 +134,13 @@ impl VmPlan {
         let entry = parsed
             .entry(&image_at)
             .ok_or(BuildError::Image(ImageError::Empty))?;
+        let initramfs_at = match config.initramfs {
+            Some(r) => Some(
+                initramfs::placement(config.ram, image_at, r.size(), DT_RESERVE)
+                    .map_err(BuildError::Initramfs)?,
+            ),
+            None => None,
+        };
 
         let gic = match config.gic {
             GicVersion::V2 => GuestGic::V2 {
@@ -178,7 +192,7 @@ impl VmPlan {
             psci_method: "hvc",
             bootargs: &config.bootargs,
             stdout_path: true,
-            initrd: None,
+            initrd: initramfs_at,
             pcie: guest_pcie,
             hypervisor_node: true,
         })
@@ -204,10 +218,15 @@ impl VmPlan {
         }
         let blocks = RamBlocks::new(config.ram);
         let mut eager_blocks: Vec<usize> = Vec::new();
+        let initramfs_span = initramfs_at.map(|r| (r.start(), r.size()));
         for (start, len) in [
-            (image_at.start(), file.len() as u64),
-            (dt_at, dt.len() as u64),
-        ] {
+            Some((image_at.start(), file.len() as u64)),
+            Some((dt_at, dt.len() as u64)),
+            initramfs_span,
+        ]
+        .into_iter()
+        .flatten()
+        {
             let last = Ipa::new(start.raw() + len.max(1) - 1);
             let index = |ipa| blocks.block(ipa).map(|(i, _)| i);
             let (Some(first), Some(last)) = (index(start), index(last)) else {
@@ -222,6 +241,7 @@ impl VmPlan {
             image_kind: parsed.kind,
             image_at,
             entry,
+            initramfs_at,
             dt,
             dt_at,
             psci,
@@ -230,9 +250,16 @@ impl VmPlan {
         })
     }
 
-    /// Copies the image and the device tree into guest RAM, `ram` being its
-    /// bytes from the start of `config.ram` (zeroed by the caller).
-    pub fn load(&self, config: &VmConfig, ram: &mut [u8], file: &[u8]) -> Result<(), BuildError> {
+    /// Copies the image, the initramfs (`initramfs`, the loader's bytes of
+    /// `config.initramfs`) and the device tree into guest RAM, `ram` being
+    /// its bytes from the start of `config.ram` (zeroed by the caller).
+    pub fn load(
+        &self,
+        config: &VmConfig,
+        ram: &mut [u8],
+        file: &[u8],
+        initramfs: Option<&[u8]>,
+    ) -> Result<(), BuildError> {
         let offset = |at: Ipa| {
             at.offset_from(config.ram.start())
                 .and_then(|o| usize::try_from(o).ok())
@@ -241,6 +268,13 @@ impl VmPlan {
         ram.get_mut(image..image + file.len())
             .ok_or(BuildError::Image(ImageError::Empty))?
             .copy_from_slice(file);
+        if let (Some(at), Some(bytes)) = (self.initramfs_at, initramfs) {
+            let o = offset(at.start()).ok_or(BuildError::Initramfs(InitramfsError::Empty))?;
+            ram.get_mut(o..o + bytes.len())
+                .filter(|_| bytes.len() as u64 == at.size())
+                .ok_or(BuildError::Initramfs(InitramfsError::Empty))?
+                .copy_from_slice(bytes);
+        }
         let dt = offset(self.dt_at).ok_or(BuildError::DeviceTree(FdtError::TooLarge))?;
         ram.get_mut(dt..dt + self.dt.len())
             .ok_or(BuildError::DeviceTree(FdtError::TooLarge))?
@@ -396,6 +430,7 @@ mod tests {
             },
             pcie_dma_coherent: true,
             cpus: (0..cpus as u64).collect(),
+            initramfs: None,
         }
     }
 
@@ -479,7 +514,7 @@ mod tests {
             .iter()
             .any(|(r, k)| *r == layout::PCI_ECAM && *k == MappingKind::EmulatedMmio));
         let mut ram = alloc::vec![0u8; c.ram.size() as usize];
-        plan.load(&c, &mut ram, &file).unwrap();
+        plan.load(&c, &mut ram, &file, None).unwrap();
         assert_eq!(&ram[0x8_0000 + 56..0x8_0000 + 60], b"ARM\x64");
         let dt_off = (plan.dt_at.raw() - c.ram.start().raw()) as usize;
         let fdt = fdt::Fdt::new(&ram[dt_off..]).unwrap();
@@ -494,7 +529,7 @@ mod tests {
         assert!(!plain.regions.iter().any(|(r, _)| *r == layout::PCI_ECAM));
         // RAM too small for the image is an error, never a short copy.
         let mut tiny = alloc::vec![0u8; 0x1000];
-        assert!(plan.load(&c, &mut tiny, &file).is_err());
+        assert!(plan.load(&c, &mut tiny, &file, None).is_err());
     }
 
     #[test]

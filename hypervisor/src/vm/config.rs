@@ -24,9 +24,14 @@ pub struct VmConfig {
     pub ram: IpaRange,
     /// IPA size of stage 2.
     pub ipa_bits: u32,
-    /// The guest image, where the loader put it (the initrd).
+    /// The guest image, where the loader put it: the `multiboot,kernel`
+    /// boot module, else the initrd.
     pub image: PhysRange,
-    /// The guest's `/chosen/bootargs`.
+    /// The guest's initramfs: the `multiboot,ramdisk` boot module, or the
+    /// loader's initrd when the image came from a kernel module.
+    pub initramfs: Option<PhysRange>,
+    /// The guest's `/chosen/bootargs`: the kernel module's `bootargs`, then
+    /// `guest.bootargs` and what follows `--`.
     pub bootargs: String,
     /// The interrupt controller the guest's device tree describes.
     pub gic: GicVersion,
@@ -136,15 +141,24 @@ impl fmt::Display for ConfigError {
 
 impl VmConfig {
     /// Derives the VM's configuration. `Ok(None)` when the loader gave no
-    /// guest image (no initrd): there is nothing to run.
+    /// guest image (no kernel module, no initrd): there is nothing to run.
     pub fn derive(
         platform: &Platform<'_>,
         options: &Options<'_>,
         cpu: &CpuFeatures,
         boot_mpidr: u64,
     ) -> Result<Option<Self>, ConfigError> {
-        let Some(image) = platform.chosen.initrd else {
-            return Ok(None);
+        let chosen = &platform.chosen;
+        let kernel = chosen.modules.kernel;
+        let (image, initramfs) = match kernel {
+            Some(k) => (
+                k.range,
+                chosen.modules.ramdisk.map(|r| r.range).or(chosen.initrd),
+            ),
+            None => match chosen.initrd {
+                Some(i) => (i, chosen.modules.ramdisk.map(|r| r.range)),
+                None => return Ok(None),
+            },
         };
         let requested = options.guest_mem.unwrap_or(DEFAULT_RAM);
         if !(MIN_RAM..=layout::MAX_RAM).contains(&requested) || !requested.is_multiple_of(SIZE_2M) {
@@ -165,17 +179,23 @@ impl VmConfig {
             min: MIN_RAM,
             max: layout::MAX_RAM,
         })?;
-        let mut bootargs = String::from(options.guest_bootargs);
-        if !options.guest_bootargs_tail.is_empty() {
+        let mut bootargs = String::new();
+        let parts = [
+            kernel.and_then(|k| k.bootargs).unwrap_or(""),
+            options.guest_bootargs,
+            options.guest_bootargs_tail,
+        ];
+        for part in parts.into_iter().filter(|p| !p.is_empty()) {
             if !bootargs.is_empty() {
                 bootargs.push(' ');
             }
-            bootargs.push_str(options.guest_bootargs_tail);
+            bootargs.push_str(part);
         }
         Ok(Some(Self {
             ram,
             ipa_bits: layout::IPA_BITS,
             image,
+            initramfs,
             bootargs,
             gic: platform.gic.version,
             features: Features {
@@ -260,6 +280,23 @@ mod tests {
         let many: Vec<u64> = (0..40).collect();
         assert_eq!(vcpu_cpus(&many, 7, None, true).unwrap().len(), MAX_VCPUS);
         assert_eq!(vcpu_cpus(&many, 7, None, true).unwrap()[..3], [7, 0, 1]);
+    }
+
+    #[test]
+    fn boot_modules_give_the_image_the_initramfs_and_the_command_line() {
+        const LOADER: &[u8] = include_bytes!("../../../qemu/fixtures/virt-guest-loader.dtb");
+        let p = Platform::from_fdt(LOADER).unwrap();
+        let o = Options::parse("log=debug guest.bootargs=loglevel=7 -- panic=-1");
+        let c = VmConfig::derive(&p, &o, &cpu(5, true), 0).unwrap().unwrap();
+        assert_eq!(c.image, p.chosen.modules.kernel.unwrap().range);
+        assert_eq!(c.initramfs, Some(p.chosen.modules.ramdisk.unwrap().range));
+        assert_eq!(c.bootargs, "console=ttyAMA0 earlycon loglevel=7 panic=-1");
+        // The current way: the image is the loader's initrd, no initramfs.
+        let p = Platform::from_fdt(VIRT).unwrap();
+        let c = VmConfig::derive(&p, &o, &cpu(5, true), 0).unwrap().unwrap();
+        assert_eq!(Some(c.image), p.chosen.initrd);
+        assert_eq!(c.initramfs, None);
+        assert_eq!(c.bootargs, "loglevel=7 panic=-1");
     }
 
     #[test]

@@ -28,8 +28,10 @@ use crate::vm::hypercall::{
     self, ExitCounter, ExitCounters, Hypercall, HypercallError, Stage2Info,
 };
 use crate::vm::inject::{self, fsc, GuestState, Injection};
+use crate::vm::lockup::{LockupWatch, Taken};
 use crate::vm::psci::{self, Action, Conduit, PsciState, SmcccCall};
 use crate::vm::step;
+use crate::vm::sysreg::{SysregAction, SysregState};
 use crate::vm::vcpu::GuestRegs;
 
 /// The instructions the exit handler needs, supplied by the arch layer.
@@ -124,6 +126,10 @@ pub struct ExitState {
     /// What the last exit's device accesses asked of the VM; the run loop
     /// applies and clears them before the vCPU resumes.
     pub effects: Effects,
+    /// Trapped system registers: the ID view, the emulated debug state.
+    pub sysregs: SysregState,
+    /// Exceptions injected with no vectors, to stop a guest that loops.
+    pub lockup: LockupWatch,
     no_syndrome_logged: bool,
 }
 
@@ -147,8 +153,17 @@ impl ExitState {
             mpidr,
             counters: ExitCounters::default(),
             effects: Effects::new(),
+            sysregs: SysregState::default(),
+            lockup: LockupWatch::default(),
             no_syndrome_logged: false,
         }
+    }
+
+    /// The same state with the system-register table `sysregs` (the host's
+    /// sanitized ID registers).
+    pub fn with_sysregs(mut self, sysregs: SysregState) -> Self {
+        self.sysregs = sysregs;
+        self
     }
 }
 
@@ -375,6 +390,7 @@ fn handle_other_exit(
             };
             inject_or_stop(
                 regs,
+                vm,
                 arch,
                 Injection::InstructionAbort {
                     far: regs.far,
@@ -384,7 +400,7 @@ fn handle_other_exit(
         }
         Decoded::SysReg(iss) => {
             vm.counters.bump(ExitCounter::SysregTrap);
-            sysreg(regs, arch, iss)
+            sysreg(regs, vm, arch, iss)
         }
         Decoded::Wfx(_) => {
             vm.counters.bump(ExitCounter::Wfx);
@@ -394,7 +410,7 @@ fn handle_other_exit(
         }
         // Anything else (unknown instructions, trapped features the guest
         // is not given) is UNDEFINED for the guest (item 12).
-        _ => inject_or_stop(regs, arch, Injection::Undefined),
+        _ => inject_or_stop(regs, vm, arch, Injection::Undefined),
     }
 }
 
@@ -551,7 +567,12 @@ fn mmio(
     Outcome::Resume
 }
 
-fn sysreg(regs: &mut GuestRegs, arch: &mut impl GuestArch, iss: SysRegIss) -> Outcome {
+fn sysreg(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    iss: SysRegIss,
+) -> Outcome {
     let e = iss.encoding();
     // DC ISW (CRm 6), DC CSW (CRm 10), DC CISW (CRm 14): op0 1, op1 0, CRn 7, op2 2.
     let set_way = e.op0 == 1
@@ -583,7 +604,20 @@ fn sysreg(regs: &mut GuestRegs, arch: &mut impl GuestArch, iss: SysRegIss) -> Ou
         skip(regs);
         return Outcome::Resume;
     }
-    inject_or_stop(regs, arch, Injection::Undefined)
+    // Everything else by table (vm/sysreg.rs).
+    let rt = usize::from(iss.rt());
+    let written = regs.x.get(rt).copied().unwrap_or(0);
+    match vm.sysregs.access(iss, written, regs.pc) {
+        SysregAction::Read(value) => {
+            if let Some(x) = regs.x.get_mut(rt) {
+                *x = value;
+            }
+        }
+        SysregAction::Written => {}
+        SysregAction::Undefined => return inject_or_stop(regs, vm, arch, Injection::Undefined),
+    }
+    skip(regs);
+    Outcome::Resume
 }
 
 /// ERRIDR_EL1, ERRSELR_EL1 and the ERX* registers (op0 3, op1 0, CRn 5,
@@ -602,11 +636,24 @@ fn abort(
 ) -> Outcome {
     vm.counters.bump(ExitCounter::AbortInjected);
     let far = regs.far;
-    inject_or_stop(regs, arch, Injection::DataAbort { far, write, status })
+    inject_or_stop(regs, vm, arch, Injection::DataAbort { far, write, status })
 }
 
-fn inject_or_stop(regs: &mut GuestRegs, arch: &mut impl GuestArch, what: Injection) -> Outcome {
+fn inject_or_stop(
+    regs: &mut GuestRegs,
+    vm: &mut ExitState,
+    arch: &mut impl GuestArch,
+    what: Injection,
+) -> Outcome {
     let (vbar, sctlr) = arch.el1_vector_state();
+    let taken = Taken {
+        pc: regs.pc,
+        esr: regs.esr,
+    };
+    if let Some(lockup) = vm.lockup.before_injection(vbar, taken) {
+        log::error!("vm: {lockup}");
+        return Outcome::Stop("the guest loops on an exception it has no vector for");
+    }
     let guest = GuestState {
         spsr: regs.pstate,
         pc: regs.pc,
@@ -642,11 +689,13 @@ mod tests {
         injected: Vec<(u64, Option<u64>, u64, u64)>,
         set_way: Vec<u64>,
         at: Vec<(u64, bool)>,
+        /// VBAR_EL1 reads 0: the guest has not set up its vectors.
+        no_vectors: bool,
     }
 
     impl GuestArch for FakeArch {
         fn el1_vector_state(&mut self) -> (u64, u64) {
-            (0x4008_0000, 1 << 23)
+            (if self.no_vectors { 0 } else { 0x4008_0000 }, 1 << 23)
         }
         fn write_el1_exception(&mut self, esr: u64, far: Option<u64>, spsr: u64, elr: u64) {
             self.injected.push((esr, far, spsr, elr));
@@ -1181,6 +1230,66 @@ mod tests {
         let mut r = regs((0x18 << 26) | (1 << 25) | iss);
         handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
         assert_eq!(a.injected.last().unwrap().0, 1 << 25, "UNDEF: EC 0, IL 1");
+    }
+
+    #[test]
+    fn id_and_debug_registers_are_answered_by_the_table() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch::default();
+        // MRS x7, ID_AA64DFR0_EL1 (op0=3 op1=0 CRn=0 CRm=5 op2=0).
+        let iss = (3 << 20) | (5 << 1) | (7 << 5) | 1;
+        let mut r = regs((0x18 << 26) | (1 << 25) | iss);
+        r.x[7] = 0xdead;
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
+        assert_eq!((r.x[7] >> 8) & 0xf, 0, "no PMU advertised");
+        assert_eq!(r.x[7] & 0xf, 6, "DebugVer: at least Armv8.0's");
+        assert_eq!(r.pc, 0x4010_0004);
+        // MSR MDSCR_EL1, x2 (op0=2 op1=0 CRn=0 CRm=2 op2=2): written, ignored.
+        let iss = (2 << 20) | (2 << 17) | (2 << 1) | (2 << 5);
+        let mut r = regs((0x18 << 26) | (1 << 25) | iss);
+        r.x[2] = 0x8000;
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
+        assert_eq!(r.pc, 0x4010_0004);
+        assert!(a.injected.is_empty(), "no UNDEF for either");
+    }
+
+    #[test]
+    fn a_guest_looping_on_exceptions_with_no_vectors_is_stopped() {
+        let (mut vm, _) = vm();
+        let mut a = FakeArch {
+            no_vectors: true,
+            ..Default::default()
+        };
+        // An UNDEF (PMCR_EL0) with VBAR_EL1 = 0 is injected once...
+        let iss = (3 << 20) | (3 << 14) | (9 << 10) | (12 << 1) | 1;
+        let mut r = regs((0x18 << 26) | (1 << 25) | iss);
+        assert_eq!(
+            handle_exit(&mut r, &mut vm, &mut a, &FakeS2),
+            Outcome::Resume
+        );
+        assert_eq!(r.pc, 0x200, "to VBAR_EL1 (0) + 0x200");
+        // ...then the fetch at 0x200 aborts again and again: stopped.
+        let mut outcome = Outcome::Resume;
+        for _ in 0..10 {
+            let mut r = regs((0x20 << 26) | (1 << 25) | 0x10);
+            r.pc = 0x200;
+            r.vector = 8;
+            outcome = handle_exit(&mut r, &mut vm, &mut a, &FakeS2);
+            if outcome != Outcome::Resume {
+                break;
+            }
+        }
+        assert!(matches!(outcome, Outcome::Stop(_)), "{outcome:?}");
+        assert_eq!(
+            a.injected.len(),
+            1 + crate::vm::lockup::REPEATS as usize - 1
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ use crate::vm::hypercall::{ExitCounter, MappingKind, Stage2Features, Stage2Info}
 use crate::vm::image::ImageKind;
 use crate::vm::layout;
 use crate::vm::psci::{self};
+use crate::vm::sysreg::{GuestIdView, SysregState};
 use crate::vm::vcpu::{self, GuestRegs};
 
 /// Table pages for a VM's stage 2: RAM in blocks and a few devices need a
@@ -291,6 +292,8 @@ pub struct Vm {
     /// VTTBR_EL2 of the VM: root and VMID, for its TLB maintenance.
     vttbr: u64,
     exits: Arc<VmExitShared>,
+    /// The ID registers every vCPU reads, sanitized once.
+    id_view: GuestIdView,
     el2: GuestEl2Config,
     ipa_map: IpaMap,
     vcpus: Vec<VcpuSlot>,
@@ -412,7 +415,20 @@ impl Vm {
         let ram = unsafe {
             core::slice::from_raw_parts_mut(ram_pa.start().raw() as *mut u8, ram_pa.size() as usize)
         };
-        plan.load(config, ram, file)?;
+        // SAFETY: as for the image: a boot module the loader filled, carved
+        // out of usable memory and mapped read-only.
+        let initramfs = config.initramfs.map(|r| unsafe {
+            core::slice::from_raw_parts(r.start().raw() as *const u8, r.size() as usize)
+        });
+        plan.load(config, ram, file, initramfs)?;
+        if let Some(r) = plan.initramfs_at {
+            log::info!(
+                "vm: initramfs of {} KiB at IPA {:#x}..{:#x}",
+                r.size() >> 10,
+                r.start().raw(),
+                r.end().raw()
+            );
+        }
         let vcpu_count = plan.vcpus;
         let entry = plan.entry;
         let dt_ipa = plan.dt_at.raw();
@@ -566,6 +582,7 @@ impl Vm {
             stage2: Mutex::new(stage2),
             vttbr,
             exits: Arc::new(VmExitShared::new(bus_devices, psci, config.ipa_bits)),
+            id_view: GuestIdView::sanitize(&sysreg::id_group3(), config.gic),
             el2,
             ipa_map,
             vcpus,
@@ -615,7 +632,8 @@ impl Vm {
                 mpidr: slot.host_mpidr,
                 ..PerCpu::default()
             }),
-            exits: ExitState::for_vcpu(self.exits.clone(), VcpuId(index), index as u64),
+            exits: ExitState::for_vcpu(self.exits.clone(), VcpuId(index), index as u64)
+                .with_sysregs(SysregState::new(self.id_view)),
         };
         // SAFETY: the block is this CPU's alone and is never freed (this
         // function does not return).

@@ -7,12 +7,15 @@ pub mod fdt_writer;
 pub mod guest_dt;
 pub mod hypercall;
 pub mod image;
+pub mod initramfs;
 pub mod inject;
 pub mod layout;
+pub mod lockup;
 #[cfg(target_os = "none")]
 pub mod machine;
 pub mod psci;
 #[cfg(test)]
 mod smp_tests;
 pub mod step;
+pub mod sysreg;
 pub mod vcpu;

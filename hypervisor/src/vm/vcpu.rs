@@ -25,6 +25,8 @@ pub mod hcr {
     pub const TWI: u64 = 1 << 13;
     /// Trap WFE.
     pub const TWE: u64 = 1 << 14;
+    /// Trap reads of the ID group 3 registers (ID_AA64*_EL1, ID_*_EL1).
+    pub const TID3: u64 = 1 << 18;
     /// Trap SMC.
     pub const TSC: u64 = 1 << 19;
     /// Trap implementation-defined system registers.
@@ -54,7 +56,8 @@ pub mod hcr {
 /// Traps: SMC (never forwarded to firmware), WFI/WFE (handled by the
 /// hypervisor), set/way maintenance (hostile-guest item 7),
 /// implementation-defined and auxiliary control registers and LORegions
-/// (UNDEF, item 12). PTW makes a guest's table walk into MMIO fault (item 5).
+/// (UNDEF, item 12), and the ID registers, which the guest reads sanitized
+/// (`vm::sysreg`). PTW makes a guest's table walk into MMIO fault (item 5).
 /// With FEAT_RAS, TERR keeps the host's error records from the guest (they
 /// read as zero) and TEA brings a device's synchronous external abort to
 /// the hypervisor first, which hands it back (item 9); without it both bits
@@ -67,6 +70,7 @@ pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
         | hcr::BSU_INNER
         | hcr::TWI
         | hcr::TWE
+        | hcr::TID3
         | hcr::TSC
         | hcr::TIDCP
         | hcr::TACR
@@ -85,8 +89,8 @@ pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
     v
 }
 
-/// MDCR_EL2: trap the performance monitors and debug registers, which are not
-/// exposed to guests (hostile-guest item 12).
+/// MDCR_EL2: trap the performance monitors (hidden from guests: UNDEF) and
+/// the debug registers (RAZ/WI, `vm::sysreg`); hostile-guest item 12.
 pub fn mdcr() -> u64 {
     const TPMCR: u64 = 1 << 5;
     const TPM: u64 = 1 << 6;
@@ -136,7 +140,15 @@ mod tests {
         assert_eq!(hcr_for(&without, false) & hcr::FWB, 0);
         assert_ne!(hcr_for(&with, false) & hcr::FWB, 0);
         for h in [hcr_for(&without, true), hcr_for(&with, false)] {
-            for bit in [hcr::VM, hcr::RW, hcr::TSC, hcr::TSW, hcr::TWI, hcr::PTW] {
+            for bit in [
+                hcr::VM,
+                hcr::RW,
+                hcr::TSC,
+                hcr::TSW,
+                hcr::TWI,
+                hcr::PTW,
+                hcr::TID3,
+            ] {
                 assert_ne!(h & bit, 0);
             }
             // Never VHE, never TGE: the guest owns EL1.

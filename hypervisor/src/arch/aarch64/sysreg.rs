@@ -5,9 +5,10 @@
 use core::arch::asm;
 
 use super::cpu::IdRegisters;
+use crate::vm::sysreg::IdSpace;
 
 macro_rules! read_sysreg {
-    ($name:literal) => {{
+    ($name:expr) => {{
         let value: u64;
         // SAFETY: reading this system register has no side effects and is
         // permitted at EL2.
@@ -31,6 +32,41 @@ pub fn id_registers() -> IdRegisters {
         ctr: read_sysreg!("ctr_el0"),
         pfr0: read_sysreg!("id_aa64pfr0_el1"),
     }
+}
+
+/// The ID group 3 space (`S3_0_C0_C<CRm>_<op2>`, CRm 1 to 7), read once
+/// when a VM is built, for the guest's sanitized view (`vm::sysreg`).
+/// Unallocated encodings in the space are RAZ (Arm ARM D23.3.1, "Reserved
+/// encodings in the ID register space").
+pub fn id_group3() -> IdSpace {
+    macro_rules! crm {
+        ($crm:literal) => {
+            [
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_0")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_1")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_2")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_3")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_4")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_5")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_6")),
+                read_sysreg!(concat!("s3_0_c0_c", $crm, "_7")),
+            ]
+        };
+    }
+    let rows = [
+        crm!("1"),
+        crm!("2"),
+        crm!("3"),
+        crm!("4"),
+        crm!("5"),
+        crm!("6"),
+        crm!("7"),
+    ];
+    let mut space = IdSpace::default();
+    for (slot, value) in space.0.iter_mut().zip(rows.iter().flatten()) {
+        *slot = *value;
+    }
+    space
 }
 
 /// The physical counter and its frequency: (CNTPCT_EL0, CNTFRQ_EL0).
