@@ -1,3 +1,4 @@
 //! Devices emulated for guests.
 
+pub mod vgic;
 pub mod vpl011;
