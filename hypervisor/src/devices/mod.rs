@@ -4,4 +4,5 @@
 //! made it and hands back [`mmio::Effect`]s for the VM to apply.
 
 pub mod mmio;
+pub mod vgic;
 pub mod vpl011;
