@@ -10,6 +10,8 @@ pub mod esr;
 pub mod trap;
 
 #[cfg(target_os = "none")]
+pub mod dma;
+#[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
 pub mod firmware;
