@@ -146,6 +146,30 @@ pub fn wc_bars(bootargs: &str) -> WcBars {
     bars
 }
 
+/// `wc-unaligned=` on the command line: whether the `wc` test judges its
+/// unaligned probe, overriding the rule it follows by itself (judge with two
+/// or more CPUs in the device tree, see `wc::probe_use`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnalignedProbe {
+    /// `wc-unaligned=judge`: Device types must fault, Normal types must not.
+    Judge,
+    /// `wc-unaligned=report`: print what the probe saw, judge nothing.
+    Report,
+}
+
+/// Reads `wc-unaligned=`; the last one wins, unknown values are ignored.
+pub fn wc_unaligned(bootargs: &str) -> Option<UnalignedProbe> {
+    let mut probe = None;
+    for word in bootargs.split_ascii_whitespace() {
+        match word.strip_prefix("wc-unaligned=") {
+            Some("judge") => probe = Some(UnalignedProbe::Judge),
+            Some("report") => probe = Some(UnalignedProbe::Report),
+            _ => {}
+        }
+    }
+    probe
+}
+
 /// Options of the `chaos` test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChaosOptions {
@@ -245,6 +269,19 @@ mod tests {
         assert_eq!(wc_bars("test=wc wc-bars=all"), WcBars::All);
         assert_eq!(wc_bars("wc-bars=all wc-bars=memory"), WcBars::Memory);
         assert_eq!(wc_bars("wc-bars=bogus"), WcBars::Memory);
+    }
+
+    #[test]
+    fn wc_unaligned_option() {
+        assert_eq!(wc_unaligned("test=wc"), None);
+        assert_eq!(
+            wc_unaligned("test=wc wc-unaligned=judge"),
+            Some(UnalignedProbe::Judge)
+        );
+        assert_eq!(
+            wc_unaligned("wc-unaligned=judge wc-unaligned=report wc-unaligned=bogus"),
+            Some(UnalignedProbe::Report)
+        );
     }
 
     #[test]

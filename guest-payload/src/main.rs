@@ -434,7 +434,8 @@ mod el1 {
             let r = read_u32_unaligned_probe(ALIAS_VA);
             if ty.is_device() {
                 // The architecture raises an alignment fault here; QEMU 10.0
-                // does not, so this is reported, not judged.
+                // does so only with CPUs running in parallel
+                // (qemu/QUIRKS.md), so this is reported, not judged.
                 let seen = if r.is_err_and(|f| f.is_alignment_fault()) {
                     "alignment fault"
                 } else {

@@ -232,6 +232,8 @@ pub struct Platform<'a> {
     /// The initramfs the loader placed: `/chosen/linux,initrd-start` to
     /// `linux,initrd-end`, when both are there and the range is not empty.
     pub initrd: Option<Region>,
+    /// CPU nodes under `/cpus` (`device_type = "cpu"`); 0 without `/cpus`.
+    pub cpus: usize,
     /// Address ranges the device tree assigns to something: `reg` of the
     /// root's children and bus `ranges`. Used to pick an address that is
     /// certainly not assigned.
@@ -415,6 +417,11 @@ impl<'a> Platform<'a> {
         let pcie = fdt
             .find_compatible(&["pci-host-ecam-generic"])
             .and_then(|n| parse_pcie(fdt, n));
+        let cpus = fdt.find_node("/cpus").map_or(0, |n| {
+            n.children()
+                .filter(|c| prop_str(*c, "device_type") == Some("cpu"))
+                .count()
+        });
         Ok(Platform {
             ram,
             uart: find_uart(fdt),
@@ -422,6 +429,7 @@ impl<'a> Platform<'a> {
             psci,
             bootargs,
             initrd,
+            cpus,
             assigned: assigned_ranges(fdt),
         })
     }
@@ -477,6 +485,7 @@ mod tests {
         assert_eq!(p.uart, Some(Region::new(0x0900_0000, 0x1000)));
         assert_eq!(p.psci, Some(Conduit::Hvc));
         assert_eq!(p.bootargs, "");
+        assert_eq!(p.cpus, 1);
         let pcie = p.pcie.unwrap();
         assert_eq!(pcie.ecam, Region::new(0x40_1000_0000, 0x1000_0000));
         assert_eq!((pcie.bus_start, pcie.bus_end), (0, 255));
@@ -500,8 +509,11 @@ mod tests {
         let fdt = Fdt::new(VIRT_EL2).unwrap();
         let p = Platform::from_fdt(&fdt).unwrap();
         assert_eq!(p.psci, Some(Conduit::Smc));
+        assert_eq!(p.cpus, 2);
         let fdt = Fdt::new(VIRT_V2).unwrap();
-        assert!(Platform::from_fdt(&fdt).unwrap().uart.is_some());
+        let p = Platform::from_fdt(&fdt).unwrap();
+        assert!(p.uart.is_some());
+        assert_eq!(p.cpus, 4);
     }
 
     #[test]

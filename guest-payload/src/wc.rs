@@ -5,7 +5,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::cmdline::WcBars;
+use crate::cmdline::{UnalignedProbe, WcBars};
 use crate::mmu::{attr_slug, MemType};
 use crate::pci::{Bdf, MemBar};
 
@@ -274,6 +274,115 @@ pub fn judge(policy: Policy, requested: MemType, effective: u8, fwb: bool) -> Ju
     }
 }
 
+/// Whether the run judges its unaligned probe, and why.
+///
+/// The architecture raises an alignment fault for an unaligned load from any
+/// Device type and none for Normal memory with SCTLR_EL1.A = 0 (Arm ARM,
+/// "Alignment of data accesses"), which makes the probe a check of the
+/// effective type that does not rely on PAR_EL1. QEMU 10.0's TCG raises it
+/// only when it runs vCPUs in parallel: with two or more CPUs and without
+/// `-icount` (qemu/QUIRKS.md). So the guest judges when its device tree
+/// lists two or more CPUs, and reports only with one; `wc-unaligned=` on the
+/// command line overrides that either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeUse {
+    /// Whether a mismatch fails the run.
+    pub judged: bool,
+    /// The CPUs the device tree lists.
+    pub cpus: usize,
+    /// Whether `wc-unaligned=` decided.
+    pub from_cmdline: bool,
+}
+
+impl ProbeUse {
+    /// The rule above, from the command-line option and the CPU count.
+    pub fn new(option: Option<UnalignedProbe>, cpus: usize) -> Self {
+        match option {
+            Some(o) => ProbeUse {
+                judged: o == UnalignedProbe::Judge,
+                cpus,
+                from_cmdline: true,
+            },
+            None => ProbeUse {
+                judged: cpus >= 2,
+                cpus,
+                from_cmdline: false,
+            },
+        }
+    }
+}
+
+impl fmt::Display for ProbeUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cpus = self.cpus;
+        let plural = if cpus == 1 { "" } else { "s" };
+        match (self.judged, self.from_cmdline) {
+            (true, true) => write!(
+                f,
+                "judged (Device must fault, Normal must not): wc-unaligned=judge on the command line"
+            ),
+            (true, false) => write!(
+                f,
+                "judged (Device must fault, Normal must not): {cpus} CPU{plural} in the device tree"
+            ),
+            (false, true) => write!(
+                f,
+                "reported, not judged: wc-unaligned=report on the command line"
+            ),
+            (false, false) => write!(
+                f,
+                "reported, not judged: {cpus} CPU{plural} in the device tree, and QEMU's TCG \
+                 faults unaligned Device loads only when it runs CPUs in parallel \
+                 (qemu/QUIRKS.md; wc-unaligned=judge to judge anyway)"
+            ),
+        }
+    }
+}
+
+/// Whether an unaligned load must complete on a window `policy` maps for a
+/// stage-1 `requested` type: `Some(false)` where the promised type is Device
+/// (it must fault), `Some(true)` where it is Normal, `None` where the policy
+/// promises nothing. Device-nGnRE at stage 2 (policy `device`) makes every
+/// type Device; the other policies keep stage 1's Device types Device and
+/// its Normal types Normal.
+pub fn unaligned_must_complete(policy: Policy, requested: MemType) -> Option<bool> {
+    match policy {
+        Policy::Device => Some(false),
+        Policy::Native | Policy::GuestChoice | Policy::Cacheable => Some(!requested.is_device()),
+        Policy::Other(_) => None,
+    }
+}
+
+/// What the unaligned probe says about one measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnalignedVerdict {
+    /// Judged, and as the promised type requires.
+    Ok,
+    /// Not judged on this run (see [`ProbeUse`]).
+    Reported,
+    /// Judged, and not as the promised type requires.
+    Wrong,
+}
+
+/// The verdict for a probe that completed (`completed`) under `policy` and
+/// `requested`, on a run that judges it or not.
+pub fn judge_unaligned(
+    probe: ProbeUse,
+    policy: Policy,
+    requested: MemType,
+    completed: bool,
+) -> UnalignedVerdict {
+    if !probe.judged {
+        return UnalignedVerdict::Reported;
+    }
+    match unaligned_must_complete(policy, requested) {
+        Some(want) if want == completed => UnalignedVerdict::Ok,
+        Some(_) => UnalignedVerdict::Wrong,
+        // No promise to hold it to; the effective type's judgement fails it.
+        None => UnalignedVerdict::Reported,
+    }
+}
+
 /// One memory type measured on one BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Measurement {
@@ -285,9 +394,10 @@ pub struct Measurement {
     /// fault.
     pub effective: Option<u8>,
     /// Whether an unaligned load from the window completed (no alignment
-    /// fault). Reported only: QEMU 10.0 raises no alignment faults on
-    /// Device memory.
+    /// fault).
     pub unaligned_ok: bool,
+    /// That result against the promised type.
+    pub unaligned: UnalignedVerdict,
     /// Write throughput, tenths of MiB/s.
     pub write: u64,
     /// Read throughput, tenths of MiB/s.
@@ -304,10 +414,12 @@ impl Measurement {
         self.effective.map_or("unknown", attr_slug)
     }
 
-    /// Whether this measurement passes: the type as promised and the data
-    /// intact.
+    /// Whether this measurement passes: the type as promised, by PAR_EL1
+    /// and by the unaligned probe where it is judged, and the data intact.
     pub fn passes(&self) -> bool {
-        self.verify_ok && self.judgement != Judgement::Wrong
+        self.verify_ok
+            && self.judgement != Judgement::Wrong
+            && self.unaligned != UnalignedVerdict::Wrong
     }
 }
 
@@ -362,10 +474,12 @@ pub struct TableRow<'a> {
 impl fmt::Display for TableRow<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.m;
-        let note = match m.judgement {
-            Judgement::Ok => "",
-            Judgement::QemuDiffers => "qemu-differs",
-            Judgement::Wrong => "WRONG TYPE",
+        let note = match (m.judgement, m.unaligned) {
+            (Judgement::Wrong, _) => "WRONG TYPE",
+            (_, UnalignedVerdict::Wrong) if m.unaligned_ok => "WRONG: no alignment fault",
+            (_, UnalignedVerdict::Wrong) => "WRONG: alignment fault",
+            (Judgement::QemuDiffers, _) => "qemu-differs",
+            (Judgement::Ok, _) => "",
         };
         write!(
             f,
@@ -581,6 +695,87 @@ mod tests {
     }
 
     #[test]
+    fn probe_is_judged_with_two_cpus_or_when_told() {
+        use UnalignedProbe::*;
+        assert!(!ProbeUse::new(None, 0).judged);
+        assert!(!ProbeUse::new(None, 1).judged);
+        assert!(ProbeUse::new(None, 2).judged);
+        assert!(ProbeUse::new(Some(Judge), 1).judged);
+        assert!(!ProbeUse::new(Some(Report), 4).judged);
+        assert!(ProbeUse::new(None, 1)
+            .to_string()
+            .starts_with("reported, not judged: 1 CPU in the device tree"));
+        assert_eq!(
+            ProbeUse::new(None, 2).to_string(),
+            "judged (Device must fault, Normal must not): 2 CPUs in the device tree"
+        );
+        assert!(ProbeUse::new(Some(Judge), 1)
+            .to_string()
+            .ends_with("wc-unaligned=judge on the command line"));
+    }
+
+    #[test]
+    fn device_must_fault_and_normal_must_not() {
+        use MemType::*;
+        let judged = ProbeUse::new(None, 2);
+        for policy in [Policy::Native, Policy::GuestChoice, Policy::Cacheable] {
+            for ty in MemType::MEASURED {
+                let completes = !ty.is_device();
+                assert_eq!(
+                    judge_unaligned(judged, policy, ty, completes),
+                    UnalignedVerdict::Ok,
+                    "{policy} {ty}"
+                );
+                assert_eq!(
+                    judge_unaligned(judged, policy, ty, !completes),
+                    UnalignedVerdict::Wrong,
+                    "{policy} {ty}"
+                );
+            }
+        }
+        // Policy device makes Normal requests Device: they must fault too.
+        for ty in [NormalNC, NormalWB, DeviceGRE] {
+            assert_eq!(
+                judge_unaligned(judged, Policy::Device, ty, false),
+                UnalignedVerdict::Ok
+            );
+            assert_eq!(
+                judge_unaligned(judged, Policy::Device, ty, true),
+                UnalignedVerdict::Wrong
+            );
+        }
+        // Not judged: whatever happened is only reported.
+        let reported = ProbeUse::new(None, 1);
+        assert_eq!(
+            judge_unaligned(reported, Policy::GuestChoice, DeviceGRE, true),
+            UnalignedVerdict::Reported
+        );
+    }
+
+    #[test]
+    fn a_wrong_unaligned_result_fails_the_measurement() {
+        let (_, m) = sample();
+        let wrong = Measurement {
+            unaligned: UnalignedVerdict::Wrong,
+            judgement: Judgement::Ok,
+            ..m
+        };
+        assert!(!wrong.passes());
+        let row = TableRow {
+            m: &wrong,
+            base_write: 0,
+        }
+        .to_string();
+        assert!(row.ends_with("WRONG: no alignment fault"), "{row}");
+        let ok = Measurement {
+            unaligned: UnalignedVerdict::Ok,
+            unaligned_ok: false,
+            ..wrong
+        };
+        assert!(ok.passes());
+    }
+
+    #[test]
     fn cacheable_keeps_stage_1() {
         assert_eq!(
             judge(Policy::Cacheable, MemType::NormalWB, 0xff, true),
@@ -607,6 +802,7 @@ mod tests {
             par: 0x0400_0000_1100_0000,
             effective: Some(0x04),
             unaligned_ok: true,
+            unaligned: UnalignedVerdict::Reported,
             write: 12345,
             read: 6789,
             verify_ok: true,

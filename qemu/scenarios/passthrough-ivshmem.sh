@@ -6,7 +6,8 @@
 DESCRIPTION="ivshmem-plain with a file-backed 64 MiB BAR passed through: the guest's pattern reaches the host file"
 TIMEOUT=90
 INITRD=$GUEST_BIN
-APPEND="pci.passthrough=1af4:1110 guest.bootargs=test=wc"
+SMP=$WC_SMP
+APPEND="pci.passthrough=1af4:1110 guest.bootargs=test=wc -- $WC_GUEST_ARGS"
 IVSHMEM_FILE=$OUT/scenarios/passthrough-ivshmem/ivshmem.bin
 EXTRA_ARGS=(-object "memory-backend-file,size=64M,share=on,mem-path=$IVSHMEM_FILE,id=hostmem"
     "${IVSHMEM_DEVICE[@]}")
@@ -16,7 +17,9 @@ EXPECT=(
     'pci:   BAR2 64-bit prefetchable 0x[0-9a-f]+ size 64 MiB policy guest-choice'
     'WARNING: 00:02\.0 may master the bus'
     'WC pci 00:00\.0 1af4:1110'
-    'WC-RESULT bdf=00:00\.0 bar=2 policy=guest-choice s1=normal-nc effective=normal-nc .* verify=ok'
+    'WC unaligned probe: judged \(Device must fault, Normal must not\)'
+    'WC-RESULT bdf=00:00\.0 bar=2 policy=guest-choice s1=normal-nc effective=normal-nc .* unaligned=ok .* verify=ok'
+    'WC-RESULT bdf=00:00\.0 bar=2 policy=guest-choice s1=device-ngnre effective=device-ngnre .* unaligned=fault'
     'WC-SUMMARY ok'
 )
 REJECT=('panicked at' 'verify=FAIL')

@@ -6,7 +6,8 @@
 DESCRIPTION="ivshmem, bochs-display and a pci-testdev behind a pcie-root-port: only the chosen two reach the guest, with the expected policies"
 TIMEOUT=90
 INITRD=$GUEST_BIN
-APPEND="$DEMO_PASSTHROUGH guest.bootargs=test=wc"
+SMP=$WC_SMP
+APPEND="$DEMO_PASSTHROUGH guest.bootargs=test=wc -- $WC_GUEST_ARGS"
 EXTRA_ARGS=("${IVSHMEM_RAM[@]}" "${IVSHMEM_DEVICE[@]}" "${BOCHS_DEVICE[@]}"
     -device pcie-root-port,id=rp0,addr=4 -device pci-testdev,bus=rp0)
 EXPECT_EXIT=0
@@ -19,6 +20,7 @@ EXPECT=(
     'pci:   BAR2 32-bit 0x[0-9a-f]+ size 4 KiB policy device'
     'pci: 00:04\.0 1b36:000c .*-> (host only|refused)'
     'pci: 01:00\.0 1b36:0005 .*-> host only'
+    'WC unaligned probe: judged \(Device must fault, Normal must not\)'
     'WC-RESULT bdf=00:00\.0 bar=2 policy=guest-choice'
     'WC-RESULT bdf=00:01\.0 bar=0 policy=guest-choice'
     'WC-SUMMARY ok'

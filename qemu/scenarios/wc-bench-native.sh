@@ -9,7 +9,9 @@ TIMEOUT=40
 MACHINE=virt,gic-version=3
 CPU=max
 MEM=1G
-SMP=1
+# QEMU's device tree lists both CPUs: the guest judges its unaligned probe
+# on its own count.
+SMP=$WC_SMP
 KERNEL=$GUEST_BIN
 ELF=$GUEST_ELF
 APPEND="test=wc"
@@ -20,7 +22,9 @@ EXTRA_ARGS=(
 )
 EXPECT_EXIT=0
 EXPECT=(
-    'WC-RESULT .*policy=native'
+    'WC unaligned probe: judged \(Device must fault, Normal must not\): 2 CPUs in the device tree'
+    'WC-RESULT .*policy=native s1=device-gre effective=device-gre .* unaligned=fault'
+    'WC-RESULT .*policy=native s1=normal-nc effective=normal-nc .* unaligned=ok'
     'WC-SUMMARY ok'
 )
 REJECT=(

@@ -59,7 +59,8 @@ machine_option() {
 machine_options_help() {
     cat <<EOF_HELP
   --cpu MODEL        -cpu model (default: max)
-  --smp N            physical CPUs, one per vCPU (default: $DEFAULT_SMP)
+  --smp N            physical CPUs, one per vCPU (default: $WC_SMP, so that QEMU
+                     raises the alignment faults the guest's unaligned probe checks)
   --gic 2|3          GIC version of the virt machine (default: 3)
   --append ARGS      more bootargs for the hypervisor (e.g. "log=debug")
   --devices LIST     devices to pass through: ivshmem, bochs, comma-separated,
@@ -76,7 +77,7 @@ EOF_HELP
 # machine_demo: the scenario variables for the default machine: the test
 # guest with the devices of --devices passed through under --policy.
 machine_demo() {
-    MACHINE=$DEFAULT_MACHINE CPU=$DEFAULT_CPU MEM=$DEFAULT_MEM SMP=$DEFAULT_SMP
+    MACHINE=$DEFAULT_MACHINE CPU=$DEFAULT_CPU MEM=$DEFAULT_MEM SMP=$WC_SMP
     KERNEL=$HV_BIN ELF=$HV_ELF INITRD="" APPEND="" EXTRA_ARGS=()
     [[ -f $GUEST_BIN ]] && INITRD=$GUEST_BIN
     local devices=$OPT_DEVICES d

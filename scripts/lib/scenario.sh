@@ -24,7 +24,7 @@
 #   check()       extra checks; $1 is the console log; non-zero return fails
 #                 the scenario, its output is the reason
 # The files may use $HV_ROOT, $OUT, $HV_BIN, $GUEST_BIN, $HV_ELF and the
-# DEFAULT_* values of qemu/machines/common.sh.
+# DEFAULT_*, WC_SMP and WC_GUEST_ARGS values of qemu/machines/common.sh.
 
 # shellcheck source=qemu/machines/common.sh
 source "$HV_ROOT/qemu/machines/common.sh"

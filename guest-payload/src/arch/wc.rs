@@ -7,15 +7,15 @@ use core::arch::asm;
 
 use super::probe::read_u32_unaligned_probe;
 use super::{counter, firmware, mmu};
-use crate::cmdline::WcBars;
+use crate::cmdline::{self, WcBars};
 use crate::mmu::MemType;
 use crate::pci::{self, ecam_offset, Bdf, ConfigAccess, Function, MemBar, Mode};
 use crate::platform::{Platform, Region};
 use crate::println;
 use crate::smccc::{Hypervisor, Par};
 use crate::wc::{
-    self, judge, pattern, tenths_mib_s, BarId, Budget, Measurement, Policy, ResultLine, StrBuf,
-    TableRow, CHUNK, TABLE_HEADER,
+    self, judge, judge_unaligned, pattern, tenths_mib_s, BarId, Budget, Measurement, Policy,
+    ProbeUse, ResultLine, StrBuf, TableRow, UnalignedVerdict, CHUNK, TABLE_HEADER,
 };
 
 /// Configuration space through the ECAM window, identity-mapped as Device
@@ -175,6 +175,7 @@ fn measure_bar(
     fwb: bool,
     hypervisor: bool,
     freq: u64,
+    probe: ProbeUse,
 ) -> Result<[Option<Measurement>; 5], StrBuf<96>> {
     mmu::map_region(va, va, window, MemType::DeviceNGnRE)
         .map_err(|e| StrBuf::format(format_args!("cannot map {va:#x}: {e}")))?;
@@ -199,6 +200,7 @@ fn measure_bar(
             par,
             effective: attr,
             unaligned_ok,
+            unaligned: judge_unaligned(probe, id.policy, ty, unaligned_ok),
             write,
             read,
             verify_ok,
@@ -247,7 +249,11 @@ pub fn run(platform: &Platform<'_>, hypervisor: Hypervisor, which: WcBars) -> bo
             ));
             0
         }
-        Some(host) => run_on(&host, hypervisor, which, &mut fail),
+        Some(host) => {
+            let probe = ProbeUse::new(cmdline::wc_unaligned(platform.bootargs), platform.cpus);
+            println!("WC unaligned probe: {probe}");
+            run_on(&host, hypervisor, which, probe, &mut fail)
+        }
     };
     if measured == 0 {
         fail(format_args!("no memory BAR found"));
@@ -270,6 +276,7 @@ fn run_on(
     host: &crate::platform::PcieHost,
     hypervisor: Hypervisor,
     which: WcBars,
+    probe: ProbeUse,
     fail: &mut impl FnMut(core::fmt::Arguments<'_>),
 ) -> usize {
     let present = hypervisor.is_present();
@@ -343,7 +350,7 @@ fn run_on(
                     "-"
                 }
             );
-            let results = match measure_bar(cpu, window, &id, fwb, present, freq) {
+            let results = match measure_bar(cpu, window, &id, fwb, present, freq, probe) {
                 Ok(results) => results,
                 Err(why) => {
                     fail(format_args!("{} BAR{}: {why}", f.bdf, bar.index));
@@ -364,6 +371,18 @@ fn run_on(
                         f.bdf,
                         bar.index,
                         m.requested.slug()
+                    ));
+                } else if m.unaligned == UnalignedVerdict::Wrong {
+                    fail(format_args!(
+                        "{} BAR{} policy {policy}: an unaligned load from {} {}",
+                        f.bdf,
+                        bar.index,
+                        m.requested.slug(),
+                        if m.unaligned_ok {
+                            "completed, where a Device type must fault"
+                        } else {
+                            "faulted, where a Normal type must not"
+                        }
                     ));
                 } else if !m.passes() {
                     fail(format_args!(
