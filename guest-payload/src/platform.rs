@@ -106,6 +106,86 @@ impl<const N: usize> RegionList<N> {
     }
 }
 
+/// The CPUs the device tree lists under `/cpus`, by MPIDR affinity (their
+/// `reg`), in device-tree order. CPUs beyond the capacity are dropped and
+/// remembered as lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuList {
+    mpidrs: [u64; CpuList::CAPACITY],
+    len: usize,
+    lost: bool,
+}
+
+impl Default for CpuList {
+    fn default() -> Self {
+        CpuList {
+            mpidrs: [0; CpuList::CAPACITY],
+            len: 0,
+            lost: false,
+        }
+    }
+}
+
+impl CpuList {
+    /// How many CPUs are kept.
+    pub const CAPACITY: usize = 8;
+
+    /// A list from MPIDR affinities; those beyond the capacity are lost.
+    pub fn from_mpidrs(mpidrs: &[u64]) -> Self {
+        let mut list = CpuList::default();
+        for &mpidr in mpidrs {
+            list.push(mpidr);
+        }
+        list
+    }
+
+    fn push(&mut self, mpidr: u64) {
+        if self.len == Self::CAPACITY {
+            self.lost = true;
+        } else {
+            self.mpidrs[self.len] = mpidr;
+            self.len += 1;
+        }
+    }
+
+    /// The MPIDR affinities, in device-tree order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.mpidrs[..self.len]
+    }
+
+    /// Whether CPUs were dropped because the list was full.
+    pub fn is_incomplete(&self) -> bool {
+        self.lost
+    }
+
+    /// The position of the CPU with affinity `mpidr`.
+    pub fn index_of(&self, mpidr: u64) -> Option<usize> {
+        self.as_slice().iter().position(|&m| m == mpidr)
+    }
+}
+
+/// The `reg` of every `device_type = "cpu"` node under `/cpus`.
+fn find_cpus(fdt: &Fdt<'_>) -> CpuList {
+    let mut list = CpuList::default();
+    let Some(cpus) = fdt.find_node("/cpus") else {
+        return list;
+    };
+    let cells = cpus.cell_sizes().address_cells;
+    for node in cpus.children() {
+        if prop_str(node, "device_type") != Some("cpu") {
+            continue;
+        }
+        let Some(reg) = node.property("reg") else {
+            continue;
+        };
+        let mut bytes = reg.value;
+        if let Some(mpidr) = read_cells(&mut bytes, cells) {
+            list.push(mpidr);
+        }
+    }
+    list
+}
+
 /// How SMCCC calls (PSCI, hypercalls) leave the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conduit {
@@ -227,6 +307,8 @@ pub struct Platform<'a> {
     pub pcie: Option<PcieHost>,
     /// The PSCI conduit, from `/psci/method`.
     pub psci: Option<Conduit>,
+    /// The CPUs, from `/cpus`.
+    pub cpus: CpuList,
     /// `/chosen/bootargs`, empty if absent.
     pub bootargs: &'a str,
     /// Address ranges the device tree assigns to something: `reg` of the
@@ -408,6 +490,7 @@ impl<'a> Platform<'a> {
             uart: find_uart(fdt),
             pcie,
             psci,
+            cpus: find_cpus(fdt),
             bootargs,
             assigned: assigned_ranges(fdt),
         })
@@ -487,8 +570,22 @@ mod tests {
         let fdt = Fdt::new(VIRT_EL2).unwrap();
         let p = Platform::from_fdt(&fdt).unwrap();
         assert_eq!(p.psci, Some(Conduit::Smc));
+        assert_eq!(p.cpus.as_slice(), &[0, 1]);
         let fdt = Fdt::new(VIRT_V2).unwrap();
         assert!(Platform::from_fdt(&fdt).unwrap().uart.is_some());
+    }
+
+    #[test]
+    fn cpus_are_listed_by_mpidr_in_tree_order() {
+        let fdt = Fdt::new(VIRT_V2).unwrap();
+        let cpus = Platform::from_fdt(&fdt).unwrap().cpus;
+        assert_eq!(cpus.as_slice(), &[0, 1, 2, 3]);
+        assert_eq!(cpus.index_of(2), Some(2));
+        assert_eq!(cpus.index_of(4), None);
+        assert!(!cpus.is_incomplete());
+        let many = CpuList::from_mpidrs(&[0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(many.as_slice().len(), CpuList::CAPACITY);
+        assert!(many.is_incomplete());
     }
 
     #[test]
