@@ -15,7 +15,9 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::cpu_index;
 use crate::esr::{self, Fault};
+use crate::smp::MAX_CPUS;
 use crate::trap::{vector_slot, TrapFrame, VectorKind};
 
 const DISARMED: u64 = 0;
@@ -26,7 +28,8 @@ const ARMED_JUMP: u64 = 2;
 const JMP_SLOTS: usize = 13;
 
 /// Probe state, shared by the probes, the jump-mode assembly (by offset)
-/// and the handler. The guest runs on one CPU with interrupts masked.
+/// and the handler. One per CPU (interrupts stay masked, so a CPU's probe
+/// is only ever touched by that CPU).
 #[repr(C)]
 struct ProbeState {
     armed: AtomicU64,
@@ -37,32 +40,43 @@ struct ProbeState {
     jmp: [AtomicU64; JMP_SLOTS],
 }
 
-static PROBE: ProbeState = ProbeState {
-    armed: AtomicU64::new(DISARMED),
-    faulted: AtomicU64::new(0),
-    esr: AtomicU64::new(0),
-    far: AtomicU64::new(0),
-    elr: AtomicU64::new(0),
-    jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
-};
+static PROBES: [ProbeState; MAX_CPUS] = [const {
+    ProbeState {
+        armed: AtomicU64::new(DISARMED),
+        faulted: AtomicU64::new(0),
+        esr: AtomicU64::new(0),
+        far: AtomicU64::new(0),
+        elr: AtomicU64::new(0),
+        jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
+    }
+}; MAX_CPUS];
+
+/// The running CPU's probe state.
+fn state() -> &'static ProbeState {
+    // The entry code only ever stores slots below MAX_CPUS; `min` keeps a
+    // corrupted TPIDR_EL1 from indexing out of bounds.
+    &PROBES[cpu_index().min(MAX_CPUS - 1)]
+}
 
 const OFFSET_ARMED: usize = 0;
 const OFFSET_JMP: usize = 40;
 
 fn arm(mode: u64) {
-    PROBE.faulted.store(0, Ordering::SeqCst);
-    PROBE.armed.store(mode, Ordering::SeqCst);
+    let probe = state();
+    probe.faulted.store(0, Ordering::SeqCst);
+    probe.armed.store(mode, Ordering::SeqCst);
 }
 
 fn disarm() -> Result<(), Fault> {
-    PROBE.armed.store(DISARMED, Ordering::SeqCst);
-    if PROBE.faulted.swap(0, Ordering::SeqCst) == 0 {
+    let probe = state();
+    probe.armed.store(DISARMED, Ordering::SeqCst);
+    if probe.faulted.swap(0, Ordering::SeqCst) == 0 {
         return Ok(());
     }
     Err(Fault {
-        esr: PROBE.esr.load(Ordering::SeqCst),
-        far: PROBE.far.load(Ordering::SeqCst),
-        elr: PROBE.elr.load(Ordering::SeqCst),
+        esr: probe.esr.load(Ordering::SeqCst),
+        far: probe.far.load(Ordering::SeqCst),
+        elr: probe.elr.load(Ordering::SeqCst),
     })
 }
 
@@ -139,7 +153,7 @@ global_asm!(
     r#"
     .section .text.probe, "ax"
     .global guest_exec_probe
-    // x0 = target, x1 = &PROBE. Saves a recovery point, arms jump mode and
+    // x0 = target, x1 = this CPU's probe state. Saves a recovery point, arms jump mode and
     // branches to the target; returns when the target returns or, after a
     // fault, when the handler resumes at 1:.
 guest_exec_probe:
@@ -179,7 +193,7 @@ pub fn exec_probe(addr: u64) -> Result<(), Fault> {
     // address that must not be executable. guest_exec_probe follows the C
     // ABI and, on a fault, the handler restores its callee-saved registers,
     // stack pointer and return path from the recovery point it saved.
-    unsafe { guest_exec_probe(addr, &PROBE) };
+    unsafe { guest_exec_probe(addr, state()) };
     disarm()
 }
 
@@ -197,7 +211,8 @@ pub fn on_unexpected(hook: fn()) {
 #[no_mangle]
 extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
     let (group, kind) = vector_slot(slot);
-    let armed = PROBE.armed.swap(DISARMED, Ordering::SeqCst);
+    let probe = state();
+    let armed = probe.armed.swap(DISARMED, Ordering::SeqCst);
     let fault = Fault {
         esr: frame.esr,
         far: frame.far,
@@ -209,16 +224,16 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
         let ec = fault.ec();
         let unskippable = matches!(ec, esr::ec::IABT_CURRENT | esr::ec::PC_ALIGNMENT);
         if armed == ARMED_JUMP && group == 0 {
-            record(&fault);
+            record(probe, &fault);
             let jmp: [u64; JMP_SLOTS] =
-                core::array::from_fn(|i| PROBE.jmp[i].load(Ordering::SeqCst));
+                core::array::from_fn(|i| probe.jmp[i].load(Ordering::SeqCst));
             frame.x[19..31].copy_from_slice(&jmp[..12]);
             frame.elr = jmp[11];
             frame.sp_el0 = jmp[12];
             return;
         }
         if armed == ARMED_SKIP && !unskippable {
-            record(&fault);
+            record(probe, &fault);
             frame.elr += 4;
             return;
         }
@@ -250,11 +265,11 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
     super::firmware::fail()
 }
 
-fn record(fault: &Fault) {
-    PROBE.esr.store(fault.esr, Ordering::SeqCst);
-    PROBE.far.store(fault.far, Ordering::SeqCst);
-    PROBE.elr.store(fault.elr, Ordering::SeqCst);
-    PROBE.faulted.store(1, Ordering::SeqCst);
+fn record(probe: &ProbeState, fault: &Fault) {
+    probe.esr.store(fault.esr, Ordering::SeqCst);
+    probe.far.store(fault.far, Ordering::SeqCst);
+    probe.elr.store(fault.elr, Ordering::SeqCst);
+    probe.faulted.store(1, Ordering::SeqCst);
 }
 
 const _: () = assert!(core::mem::offset_of!(ProbeState, armed) == OFFSET_ARMED);
