@@ -22,11 +22,20 @@ pub enum TestMode {
     /// Round trips through the hypervisor (HVC, emulated MMIO load) timed
     /// with the virtual counter.
     Bench,
+    /// Every 2 MiB block of RAM the guest was not loaded into reads as
+    /// zero, and what the first touch of each costs.
+    RamZero,
+    /// The hostile exit-path probes (`probe=` picks a group).
+    ExitHostile,
+    /// Checks where the guest was loaded (the Image header's text_offset,
+    /// or the start of RAM for a flat binary) and that its code arrived
+    /// whole (`image-sum=<bytes>:<FNV-1a>`, computed from the file).
+    Image,
 }
 
 impl TestMode {
     /// Every mode, for help text.
-    pub const ALL: [TestMode; 8] = [
+    pub const ALL: [TestMode; 11] = [
         TestMode::Hello,
         TestMode::Abort,
         TestMode::Psci,
@@ -35,6 +44,9 @@ impl TestMode {
         TestMode::Chaos,
         TestMode::PciHostile,
         TestMode::Bench,
+        TestMode::RamZero,
+        TestMode::ExitHostile,
+        TestMode::Image,
     ];
 
     /// The name used after `test=`.
@@ -48,6 +60,9 @@ impl TestMode {
             TestMode::Chaos => "chaos",
             TestMode::PciHostile => "pci-hostile",
             TestMode::Bench => "bench",
+            TestMode::RamZero => "ramzero",
+            TestMode::ExitHostile => "exit-hostile",
+            TestMode::Image => "image",
         }
     }
 
@@ -157,6 +172,35 @@ pub fn chaos_options(bootargs: &str) -> ChaosOptions {
     opts
 }
 
+/// `probe=<group>` of the `exit-hostile` test; the last one wins, `all`
+/// without one.
+pub fn exit_probe(bootargs: &str) -> &str {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("probe="))
+        .next_back()
+        .unwrap_or("all")
+}
+
+/// `image-sum=<bytes>:<sum>` (numbers in decimal or 0x hex): how many bytes
+/// from the start of the image file were summed, and their FNV-1a 64.
+pub fn image_sum(bootargs: &str) -> Option<(u64, u64)> {
+    let word = bootargs
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("image-sum="))
+        .next_back()?;
+    let (len, sum) = word.split_once(':')?;
+    Some((number(len)?, number(sum)?))
+}
+
+/// FNV-1a, 64 bits (the `image` test's checksum; `scripts/lib/scenario.sh`
+/// computes the same over the file).
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// `dma=deny`: the guest is told the hypervisor runs with `pci.dma=deny`,
 /// so Bus Master Enable must not stick.
 pub fn dma_denied(bootargs: &str) -> bool {
@@ -197,6 +241,21 @@ mod tests {
         assert_eq!(parse("test=wc"), Ok(TestMode::Wc));
         assert_eq!(parse("test=hello"), Ok(TestMode::Hello));
         assert_eq!(parse("test=bench"), Ok(TestMode::Bench));
+        assert_eq!(parse("test=ramzero"), Ok(TestMode::RamZero));
+        assert_eq!(parse("test=exit-hostile"), Ok(TestMode::ExitHostile));
+        assert_eq!(exit_probe("test=exit-hostile probe=ras"), "ras");
+        assert_eq!(exit_probe("test=exit-hostile"), "all");
+        assert_eq!(parse("test=image"), Ok(TestMode::Image));
+        assert_eq!(
+            image_sum("test=image image-sum=0x1f000:0xdead"),
+            Some((0x1f000, 0xdead))
+        );
+        assert_eq!(image_sum("image-sum=12"), None);
+        assert_eq!(image_sum("test=image"), None);
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]
@@ -205,7 +264,7 @@ mod tests {
         assert_eq!(parse("test="), Err(CmdlineError::UnknownTest("")));
         assert_eq!(
             format!("{}", CmdlineError::UnknownTest("x")),
-            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench"
+            "unknown test \"x\"; known: hello abort psci probes wc chaos pci-hostile bench ramzero exit-hostile image"
         );
     }
 

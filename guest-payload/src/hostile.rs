@@ -91,16 +91,6 @@ pub fn free_spot(window: Region, size: u64, taken: &[Region]) -> Option<u64> {
     None
 }
 
-/// Items checked only by host tests or on boards, with the test that does.
-pub const HOST_ITEMS: [(u8, &str); 3] = [
-    (
-        34,
-        "pci::vconfig::tests::capabilities_and_everything_above_0x40_are_hidden",
-    ),
-    (36, "pci::host::tests::capability_walks_are_bounded"),
-    (37, "pci::host::tests::ram_overlap_and_page_sharing_refused"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

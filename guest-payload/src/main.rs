@@ -97,6 +97,9 @@ mod el1 {
                 cmdline::dma_denied(ctx.platform.bootargs),
             )),
             Ok(TestMode::Bench) => bench(&ctx),
+            Ok(TestMode::RamZero) => ramzero(&ctx),
+            Ok(TestMode::ExitHostile) => exit_hostile(&ctx),
+            Ok(TestMode::Image) => image(&ctx),
             Err(e) => {
                 println!("GUEST bad command line \"{}\": {e}", ctx.platform.bootargs);
                 Err(())
@@ -120,6 +123,46 @@ mod el1 {
         } else {
             Err(())
         }
+    }
+
+    /// Reads words spread over every 2 MiB block of RAM except the first
+    /// (the image, its stacks and tables) and the last (the device tree):
+    /// nothing there was written by anyone the guest trusts, so everything
+    /// must read zero. Under the hypervisor the first read of a block is
+    /// also its first touch; the time per block is reported as ticks.
+    fn ramzero(ctx: &Context<'_>) -> Verdict {
+        const BLOCK: u64 = 2 << 20;
+        let Some(ram) = ctx.platform.ram.as_slice().first().copied() else {
+            println!("GUEST ramzero: no RAM in the device tree");
+            return Err(());
+        };
+        let first = ram.base.div_ceil(BLOCK) * BLOCK + BLOCK;
+        let end = (ram.base + ram.size) / BLOCK * BLOCK - BLOCK;
+        let (mut blocks, mut nonzero, mut words) = (0u64, 0u64, 0u64);
+        let (t0, freq) = counter();
+        let mut block = first;
+        while block < end {
+            for offset in [0, 0x1000, BLOCK / 2, BLOCK - 8] {
+                // SAFETY: inside guest RAM, which the stage-1 map covers as
+                // Normal memory; nothing else of the guest lives there.
+                let v = unsafe { core::ptr::read_volatile((block + offset) as *const u64) };
+                words += 1;
+                if v != 0 {
+                    nonzero += 1;
+                    if nonzero <= 4 {
+                        println!("GUEST ramzero: {:#x} holds {v:#x}", block + offset);
+                    }
+                }
+            }
+            blocks += 1;
+            block += BLOCK;
+        }
+        let (t1, _) = counter();
+        let per_block = (t1 - t0) / blocks.max(1);
+        println!(
+            "GUEST ramzero blocks={blocks} words={words} nonzero={nonzero} ticks_per_block={per_block} freq={freq}"
+        );
+        verdict(blocks > 0 && nonzero == 0)
     }
 
     fn hello(ctx: &Context<'_>) -> Verdict {
@@ -433,6 +476,71 @@ mod el1 {
         } else {
             Err(())
         }
+    }
+
+    /// Where an arm64 Image must run: `text_offset` from the 2 MiB-aligned
+    /// start of RAM; a flat binary (no "ARM\x64" magic at byte 56) at the
+    /// start of RAM.
+    fn image(ctx: &Context<'_>) -> Verdict {
+        let Some(ram) = ctx.platform.ram.as_slice().first().map(|r| r.base) else {
+            println!("GUEST image: the device tree has no memory");
+            return Err(());
+        };
+        // SAFETY: the image header is the first 64 bytes of the loaded
+        // image, mapped and never written.
+        let header = unsafe { core::ptr::read_volatile(ctx.load as *const [u8; 64]) };
+        let magic = header[56..60] == *b"ARM\x64";
+        let text_offset = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0; 8]));
+        let expected = if magic {
+            ram.next_multiple_of(0x20_0000) + text_offset
+        } else {
+            ram
+        };
+        let placed = ctx.load == expected;
+        println!(
+            "GUEST image: {} loaded at {:#x}, expected {expected:#x} (RAM at {ram:#x}, text_offset {text_offset:#x}) {}",
+            if magic { "arm64 Image" } else { "flat binary" },
+            ctx.load,
+            if placed { "ok" } else { "FAIL" }
+        );
+        let text = mmu::text();
+        let Some((len, sum)) = cmdline::image_sum(ctx.platform.bootargs) else {
+            println!("GUEST image: no image-sum=<bytes>:<sum> on the command line FAIL");
+            return Err(());
+        };
+        if len == 0 || len > text.size {
+            println!(
+                "GUEST image: image-sum covers {len} bytes, the code has {} FAIL",
+                text.size
+            );
+            return Err(());
+        }
+        // SAFETY: [load, load + len) lies in the image's code, mapped and
+        // read-only in use.
+        let bytes = unsafe { core::slice::from_raw_parts(ctx.load as *const u8, len as usize) };
+        let seen = cmdline::fnv1a64(bytes.iter().copied());
+        let whole = seen == sum;
+        println!(
+            "GUEST image: FNV-1a of the first {len} bytes {seen:#x}, expected {sum:#x} {}",
+            if whole { "ok" } else { "FAIL" }
+        );
+        verdict(placed && whole)
+    }
+
+    fn exit_hostile(ctx: &Context<'_>) -> Verdict {
+        let (Some(uart), Some(hole)) = (
+            ctx.platform.uart,
+            ctx.platform.pick_unassigned(&UNASSIGNED_CANDIDATES),
+        ) else {
+            println!("GUEST exit-hostile: needs a UART and an unassigned address");
+            return Err(());
+        };
+        verdict(guest_payload::arch::exits::run(
+            ctx.hypervisor,
+            uart.base,
+            hole,
+            cmdline::exit_probe(ctx.platform.bootargs),
+        ))
     }
 
     fn bench(ctx: &Context<'_>) -> Verdict {

@@ -207,6 +207,8 @@ const DESC_ATTR_SHIFT: u64 = 2;
 const DESC_ATTR_MASK: u64 = 0b111 << DESC_ATTR_SHIFT;
 const DESC_SH_INNER: u64 = 0b11 << 8;
 const DESC_AF: u64 = 1 << 10;
+/// AP\[1\]: EL0 may access the page (AP\[2\] = 0: read and write).
+const DESC_AP_EL0: u64 = 1 << 6;
 const DESC_PXN: u64 = 1 << 53;
 const DESC_UXN: u64 = 1 << 54;
 /// Output address bits [47:12] of a descriptor.
@@ -480,6 +482,64 @@ impl<M: TableMemory> PageTable<M> {
         None
     }
 
+    /// Maps one page that EL0 may read and write, and execute if `exec`
+    /// (EL1 never executes it): for the 32-bit EL0 tasks of the hostile
+    /// exit probes. Both addresses must be page aligned and `va` unmapped.
+    pub fn map_el0_page(
+        &mut self,
+        va: u64,
+        pa: u64,
+        ty: MemType,
+        exec: bool,
+    ) -> Result<(), MapError> {
+        self.map(va, pa, PAGE_SIZE, ty)?;
+        let (_, table, index) = self.walk(va).ok_or(MapError::NotMapped { va })?;
+        let desc = self.mem.read(table, index) | DESC_AP_EL0 | DESC_PXN;
+        let desc = if exec {
+            desc & !DESC_UXN
+        } else {
+            desc | DESC_UXN
+        };
+        self.mem.write(table, index, desc);
+        Ok(())
+    }
+
+    /// Makes the level-`level` entry for `va` (0 to 2) a table descriptor
+    /// pointing at `table_pa`, whatever lies there: a hostile guest's
+    /// stage-1 table in a hole or in MMIO. Tables above it are allocated as
+    /// needed; the entry must be invalid.
+    pub fn map_foreign_table(
+        &mut self,
+        va: u64,
+        level: usize,
+        table_pa: u64,
+    ) -> Result<(), MapError> {
+        Self::check_range(va, PAGE_SIZE)?;
+        if level > 2 || !table_pa.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Unaligned);
+        }
+        let mut table = self.root;
+        for current in 0..level {
+            let index = level_index(va, current);
+            let desc = self.mem.read(table, index);
+            table = if is_table(desc, current) {
+                desc & DESC_ADDR_MASK
+            } else if is_valid(desc) {
+                return Err(MapError::AlreadyMapped { va });
+            } else {
+                let next = self.mem.alloc_table().ok_or(MapError::OutOfTables)?;
+                self.mem.write(table, index, table_descriptor(next));
+                next
+            };
+        }
+        let index = level_index(va, level);
+        if is_valid(self.mem.read(table, index)) {
+            return Err(MapError::AlreadyMapped { va });
+        }
+        self.mem.write(table, index, table_descriptor(table_pa));
+        Ok(())
+    }
+
     /// Changes the memory type of the mapped range `[va, va + size)`, which
     /// must be covered by leaves lying wholly inside it (no block is split).
     /// Each leaf is changed with break-before-make, as a change of memory type
@@ -681,6 +741,42 @@ mod tests {
         assert_eq!(block & DESC_ADDR_MASK, 0x4000_0000);
         assert_ne!(block & DESC_PXN, 0);
         assert_ne!(block & DESC_UXN, 0);
+    }
+
+    #[test]
+    fn el0_pages_and_foreign_tables() {
+        let mut pt = table();
+        pt.map_el0_page(0xe000_0000, 0x4010_0000, MemType::NormalWB, true)
+            .unwrap();
+        pt.map_el0_page(0xe000_1000, 0x0b00_0000, MemType::DeviceNGnRE, false)
+            .unwrap();
+        let code = pt.walk(0xe000_0000).unwrap();
+        let desc = pt.mem.read(code.1, code.2);
+        assert_eq!(
+            desc & (DESC_AP_EL0 | DESC_PXN | DESC_UXN),
+            DESC_AP_EL0 | DESC_PXN
+        );
+        assert_eq!(desc & DESC_ADDR_MASK, 0x4010_0000);
+        let data = pt.walk(0xe000_1000).unwrap();
+        let desc = pt.mem.read(data.1, data.2);
+        assert_eq!(desc & (DESC_AP_EL0 | DESC_UXN), DESC_AP_EL0 | DESC_UXN);
+        // A level-2 entry pointing at a "table" in a hole: the walk of any
+        // VA below it reads the hole.
+        pt.map_foreign_table(0xe020_0000, 2, 0x0b01_0000).unwrap();
+        let root = pt.root();
+        let l1 = pt.mem.read(root, 0) & DESC_ADDR_MASK;
+        let l2 = pt.mem.read(l1, 3) & DESC_ADDR_MASK;
+        assert_eq!(pt.mem.read(l2, 257), table_descriptor(0x0b01_0000));
+        // The EL0 pages' level-3 table is the neighbour, untouched.
+        assert!(is_table(pt.mem.read(l2, 256), 2));
+        assert_eq!(
+            pt.map_foreign_table(0xe020_0000, 2, 0x0b01_0000),
+            Err(MapError::AlreadyMapped { va: 0xe020_0000 })
+        );
+        assert_eq!(
+            pt.map_foreign_table(0xe040_0000, 3, 0x0b01_0000),
+            Err(MapError::Unaligned)
+        );
     }
 
     #[test]

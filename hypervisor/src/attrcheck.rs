@@ -19,13 +19,14 @@
 use alloc::string::String;
 use core::fmt::Write;
 
+use self::qemu::qemu_differences;
 use crate::mm::attrs::{
-    combine, combined_shareability, qemu_differences, BarPolicy, MemAttr, MemoryIntent, S1Type,
-    Shareability,
+    combine, combined_shareability, BarPolicy, MemAttr, MemoryIntent, S1Type, Shareability,
 };
 
 #[cfg(target_os = "none")]
 mod hw;
+pub mod qemu;
 
 #[cfg(target_os = "none")]
 pub use hw::run;

@@ -8,6 +8,7 @@
 //! | `selftest` | `panic`, `undef`, `data-abort`, `stack-overflow` (deliberate faults that check the crash reports) | none |
 //! | `check` | `attributes`: prove stage-2 attributes with `AT S12E1R/W` instead of running a guest | none |
 //! | `guest.mem` | guest RAM size, with an optional `K`, `M` or `G` suffix | `256M` |
+//! | `guest.cpus` | vCPUs, 1 to 16, one physical CPU each | every CPU the device tree lists (at most 16) |
 //! | `guest.bootargs` | the guest's `/chosen/bootargs` (one token; everything after `--` is appended with spaces) | empty |
 //! | `pci.passthrough` | devices to pass through: comma-separated `bb:dd.f` or `vvvv:dddd` | none |
 //! | `pci.attr` | per-device BAR policy override `<bdf>:device\|guest-choice\|cacheable`, comma-separated | by BAR type |
@@ -71,6 +72,8 @@ pub struct Options<'a> {
     pub check_attributes: bool,
     /// `guest.mem=`, in bytes.
     pub guest_mem: Option<u64>,
+    /// `guest.cpus=`: how many vCPUs (1 to 16); each takes one physical CPU.
+    pub guest_cpus: Option<usize>,
     /// `guest.bootargs=`.
     pub guest_bootargs: &'a str,
     /// Everything after `--`: more of the guest's command line.
@@ -92,6 +95,7 @@ impl Default for Options<'_> {
             selftest: None,
             check_attributes: false,
             guest_mem: None,
+            guest_cpus: None,
             guest_bootargs: "",
             guest_bootargs_tail: "",
             pci_passthrough: None,
@@ -158,6 +162,14 @@ impl<'a> Options<'a> {
                         key,
                         value,
                         expected: "a size such as 256M or 1G",
+                    }),
+                },
+                "guest.cpus" => match value.parse::<usize>() {
+                    Ok(n @ 1..=16) => opts.guest_cpus = Some(n),
+                    _ => opts.warn(Warning::BadValue {
+                        key,
+                        value,
+                        expected: "a vCPU count from 1 to 16",
                     }),
                 },
                 "guest.bootargs" => opts.guest_bootargs = value,
@@ -271,6 +283,7 @@ mod tests {
             "guest.mem=512M guest.bootargs=test=wc pci.passthrough=00:02.0,1af4:1110 pci.attr=00:02.0:device pci.dma=deny check=attributes -- console=ttyAMA0 quiet",
         );
         assert_eq!(o.guest_mem, Some(512 << 20));
+        assert_eq!(o.guest_cpus, None);
         assert_eq!(o.guest_bootargs, "test=wc");
         assert_eq!(o.guest_bootargs_tail, "console=ttyAMA0 quiet");
         assert_eq!(o.pci_passthrough, Some("00:02.0,1af4:1110"));
@@ -279,6 +292,16 @@ mod tests {
         assert!(o.check_attributes);
         assert_eq!(o.warning_count(), 0);
         assert_eq!(Options::parse("log=debug --").guest_bootargs_tail, "");
+    }
+
+    #[test]
+    fn guest_cpus_takes_one_to_sixteen() {
+        assert_eq!(Options::parse("guest.cpus=1").guest_cpus, Some(1));
+        assert_eq!(Options::parse("guest.cpus=16").guest_cpus, Some(16));
+        for bad in ["0", "17", "-1", "two", ""] {
+            let o = Options::parse_owned_for_test(&alloc::format!("guest.cpus={bad}"));
+            assert_eq!(o, (None, 1), "{bad}");
+        }
     }
 
     #[test]
@@ -291,5 +314,12 @@ mod tests {
         assert_eq!(parse_size("M"), None);
         assert_eq!(parse_size(""), None);
         assert_eq!(parse_size("12Q"), None);
+    }
+
+    impl Options<'_> {
+        fn parse_owned_for_test(line: &str) -> (Option<usize>, usize) {
+            let o = Options::parse(line);
+            (o.guest_cpus, o.warning_count())
+        }
     }
 }

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::firmware::{self, SEMIHOSTING_HLT, SEMIHOSTING_PROBE};
-use crate::arch::aarch64::trap::{TrapFrame, VectorKind, VectorSource};
+use crate::arch::aarch64::trap::{fixup_for, TrapFrame, VectorKind, VectorSource};
 use crate::backtrace;
 use crate::console::emergency_print;
 use crate::layout;
@@ -125,10 +125,11 @@ macro_rules! eprint {
 pub fn print_backtrace(fp: u64) {
     let l = layout::image_layout();
     let base = load_address();
-    let stacks = [l.main_stack, l.exception_stack];
-    let Some(stack) = stacks
-        .iter()
-        .find(|s| s.contains(crate::mm::addr::PhysAddr::new(fp)))
+    let at = crate::mm::addr::PhysAddr::new(fp);
+    let Some(stack) = (0..=layout::SECONDARY_CPUS)
+        .filter_map(|cpu| l.cpu_stacks(cpu))
+        .flat_map(|s| [s.main, s.exception])
+        .find(|s| s.contains(at))
     else {
         eprint!("  (no backtrace: frame pointer {fp:#x} is not on a hypervisor stack)\n");
         return;
@@ -169,6 +170,20 @@ extern "C" fn el2_trap(frame: &mut TrapFrame, vector: u64) {
         frame.x[0] = u64::MAX;
         return;
     }
+    let fixups = crate::arch::aarch64::guest::at_fixups();
+    if let Some(action) = fixup_for(&fixups, kind, frame.elr, frame.esr) {
+        // An AT on a guest's behalf met an external abort: the guest gets a
+        // failed translation, the hypervisor carries on.
+        log::warn!(
+            "external abort on an AT for the guest (ESR {:#x}): reported as a failed translation",
+            frame.esr
+        );
+        frame.elr = action.elr;
+        if let Some(x0) = frame.x.first_mut() {
+            *x0 = action.x0;
+        }
+        return;
+    }
     report_exception(frame, kind);
     firmware::stop(Err(EXIT_EXCEPTION));
 }
@@ -187,10 +202,13 @@ fn report_exception(frame: &TrapFrame, kind: VectorKind) {
     );
     let l = layout::image_layout();
     let far = crate::mm::addr::PhysAddr::new(frame.far);
-    if l.main_stack_guard.contains(far) {
-        eprint!("  stack overflow: the main stack ran into its guard page\n");
-    } else if l.exception_stack_guard.contains(far) {
-        eprint!("  stack overflow: the exception stack ran into its guard page\n");
+    for cpu in 0..=layout::SECONDARY_CPUS {
+        let Some(s) = l.cpu_stacks(cpu) else { break };
+        if s.main_guard.contains(far) {
+            eprint!("  stack overflow: CPU {cpu}'s main stack ran into its guard page\n");
+        } else if s.exception_guard.contains(far) {
+            eprint!("  stack overflow: CPU {cpu}'s exception stack ran into its guard page\n");
+        }
     }
     for row in 0..8 {
         let mut line = [0u64; 4];

@@ -19,7 +19,6 @@ pub mod devices;
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod fatal;
-#[cfg(target_os = "none")]
 pub mod layout;
 pub mod mm;
 pub mod pci;

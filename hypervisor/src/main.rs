@@ -22,6 +22,7 @@ mod el2 {
 
     use hypervisor::arch::aarch64::cpu::CpuFeatures;
     use hypervisor::arch::aarch64::firmware::{self, PsciConduit};
+    use hypervisor::arch::aarch64::smp;
     use hypervisor::arch::aarch64::sysreg;
     use hypervisor::arch::aarch64::tlb::{dcache_range, CacheOp, El2Tlb};
     use hypervisor::cmdline::Options;
@@ -36,8 +37,7 @@ mod el2 {
     use hypervisor::mm::regions::RegionList;
     use hypervisor::platform::{self, Platform, PsciMethod, UartKind};
     use hypervisor::vm::config::VmConfig;
-    use hypervisor::vm::hypercall::ExitCounter;
-    use hypervisor::vm::machine::{Vm, VmEnd};
+    use hypervisor::vm::machine::Vm;
     use hypervisor::{console, layout, pci, selftest};
 
     #[global_allocator]
@@ -272,7 +272,7 @@ mod el2 {
         }
 
         // 12. The VM: its configuration derived once, then built and run.
-        let config = match VmConfig::derive(&platform, &options, &cpu) {
+        let config = match VmConfig::derive(&platform, &options, &cpu, smp::current_mpidr()) {
             Ok(Some(config)) => config,
             Ok(None) => {
                 log::info!("vm: no guest image (the loader gave no initrd): nothing to run");
@@ -283,29 +283,13 @@ mod el2 {
                 return Err(EXIT_BOOT);
             }
         };
-        let mut vm = Vm::build(&config, passthrough, &mut frames, &cpu).map_err(|e| {
+        let vm = Vm::build(&config, passthrough, &mut frames, &cpu, &image).map_err(|e| {
             log::error!("vm: {e}");
             EXIT_BOOT
         })?;
-        let end = vm.run();
-        console::guest_flush();
-        let exits = vm.exit_count(ExitCounter::Total);
-        match end {
-            VmEnd::PowerOff => {
-                log::info!("vm: the guest powered off after {exits} exits");
-                Ok(())
-            }
-            VmEnd::Reset => {
-                log::warn!(
-                    "vm: the guest asked for a reset after {exits} exits: by convention, its failure verdict"
-                );
-                Err(fatal::EXIT_GUEST_FAILED)
-            }
-            VmEnd::Stopped(why) => {
-                log::error!("vm: stopped at guest pc {:#x}: {why}", vm.guest_pc());
-                Err(fatal::EXIT_GUEST_FAILED)
-            }
-        }
+        // 13. Run it: this CPU is vCPU 0; the others start when the guest
+        //     turns their vCPUs on. Whichever CPU ends the VM stops the machine.
+        vm.run()
     }
 
     /// Table pages for the hypervisor's own map: RAM and devices take a few
@@ -337,6 +321,15 @@ mod el2 {
             region("main stack", image.main_stack, Use::ReadWrite),
             region("exception stack", image.exception_stack, Use::ReadWrite),
         ];
+        // Each secondary CPU's stacks; the guard page below each stays unmapped.
+        let cpu_stacks = (1..=layout::SECONDARY_CPUS)
+            .filter_map(|i| image.cpu_stacks(i))
+            .flat_map(|s| {
+                [
+                    region("CPU main stack", s.main, Use::ReadWrite),
+                    region("CPU exception stack", s.exception, Use::ReadWrite),
+                ]
+            });
         let blobs = [
             platform
                 .dtb
@@ -358,6 +351,7 @@ mod el2 {
             .map(|b| region("PCIe ECAM", b.ecam, Use::Device));
         let all = fixed
             .into_iter()
+            .chain(cpu_stacks)
             .chain(blobs.into_iter().flatten())
             .chain(ram)
             .chain(uart)
@@ -374,16 +368,24 @@ mod el2 {
             // holds the only copy that matters; stale clean lines are dropped.
             unsafe { dcache_range(CacheOp::Invalidate, r.start().raw(), r.size(), line) };
         }
+        let tcr = hyp_map::tcr_el2(cpu.ps_field());
         // SAFETY: the table identity-maps the image (code, data, both stacks)
         // and all RAM in use, so execution continues at the same addresses.
         unsafe {
             sysreg::enable_el2_mmu(
                 hyp_map::MAIR_EL2,
-                hyp_map::tcr_el2(cpu.ps_field()),
+                tcr,
                 table.root().raw(),
                 hyp_map::sctlr_el2(),
             )
         };
+        // The secondary CPUs load the same map.
+        smp::record_el2_mmu(
+            hyp_map::MAIR_EL2,
+            tcr,
+            table.root().raw(),
+            hyp_map::sctlr_el2(),
+        );
         Ok(table)
     }
 

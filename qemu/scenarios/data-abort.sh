@@ -3,7 +3,7 @@
 # (format: scripts/lib/scenario.sh).
 # shellcheck disable=SC2034
 
-DESCRIPTION="a load from an address outside the EL2 map is reported with its decoded syndrome"
+DESCRIPTION="a load from an address outside the EL2 map is reported with its decoded syndrome, exit 3 (unexpected exception at EL2)"
 TIMEOUT=30
 APPEND="selftest=data-abort"
 EXPECT_EXIT=3

@@ -3,7 +3,7 @@
 # (format: scripts/lib/scenario.sh).
 # shellcheck disable=SC2034
 
-DESCRIPTION="a deliberate panic prints a symbolized backtrace and exits with 1"
+DESCRIPTION="a deliberate panic prints a symbolized backtrace and exits with 2 (hypervisor panic)"
 TIMEOUT=20
 APPEND="selftest=panic"
 EXPECT_EXIT=2

@@ -13,7 +13,9 @@ Usage: scripts/lib/common.sh COMMAND [ARGS]
 This file is normally sourced by the other scripts. Run directly it offers:
 
   deps [run|test|debug|image]     check host tools (install them as root on
-                                  Debian/Ubuntu, else print the commands)
+                                  Debian/Ubuntu, else print the commands) and
+                                  the Rust toolchain, components and targets
+                                  of rust-toolchain.toml (added with rustup)
   build                           cargo hv + cargo guest, then flat images in out/
   symbolize [ELF]                 stdin->stdout filter that appends
                                   "<function> at <file>:<line>" to every
@@ -24,8 +26,9 @@ This file is normally sourced by the other scripts. Run directly it offers:
                                   ETC/sources.list.d/ (ETC is usually /etc/apt)
   --help                          this text
 
-Functions for sourcing scripts: need_tools, build_all, symbolize,
-derive_backports_entry, apt_has_suite, plus the variables HV_ROOT, OUT,
+Functions for sourcing scripts: need_tools, ensure_rust_toolchain,
+rust_toolchain_field, build_all, symbolize, derive_backports_entry,
+apt_has_suite, plus the variables HV_ROOT, OUT,
 HV_TARGET, HV_ELF, GUEST_ELF, HV_BIN, GUEST_BIN.
 
 Environment:
@@ -268,6 +271,91 @@ llvm_tool() {
     return 1
 }
 
+# rust_toolchain_field KEY [FILE]: the value of KEY in the [toolchain] table
+# of rust-toolchain.toml, a string or a one-line array, printed as
+# space-separated words ("stable"; "rustfmt clippy llvm-tools").
+rust_toolchain_field() {
+    local key=$1 file=${2:-$HV_ROOT/rust-toolchain.toml}
+    awk -v key="$key" '
+        /^[ \t]*\[/ { table = $0; gsub(/[][ \t]/, "", table); next }
+        table == "toolchain" && $0 ~ "^[ \t]*" key "[ \t]*=" {
+            v = substr($0, index($0, "=") + 1)
+            sub(/#.*/, "", v)
+            gsub(/[][",]/, " ", v)
+            gsub(/[ \t]+/, " ", v)
+            sub(/^ /, "", v); sub(/ $/, "", v)
+            print v
+            exit
+        }
+    ' "$file"
+}
+
+# ensure_rust_toolchain
+# Makes sure the toolchain rust-toolchain.toml names (or RUSTUP_TOOLCHAIN)
+# is installed with its components and targets, and installs what is missing
+# through rustup. rustup itself only does that for a toolchain it installs:
+# a "stable" that is already there is used as it is, and the build then fails
+# with "can't find crate for `core`". Installation needs no root: rustup
+# works in the user's home. Prints what it does on stderr; on failure prints
+# the command to run on stdout and returns 1. Fast (two rustup queries) when
+# everything is present.
+ensure_rust_toolchain() {
+    local file=$HV_ROOT/rust-toolchain.toml channel tc profile
+    local -a comps=() targets=() have=() missing_t=() missing_c=() cmds=()
+    local c t line log
+    local -a argv
+    channel=$(rust_toolchain_field channel "$file")
+    profile=$(rust_toolchain_field profile "$file")
+    read -r -a comps <<<"$(rust_toolchain_field components "$file")"
+    read -r -a targets <<<"$(rust_toolchain_field targets "$file")"
+    tc=${RUSTUP_TOOLCHAIN:-${channel:-stable}}
+
+    if ! _have rustup; then
+        if _have cargo; then
+            # A distribution's Rust: nothing to install with; say what is needed.
+            echo "cargo is not from rustup, so the '$tc' toolchain with the targets ${targets[*]} cannot be installed; install rustup (https://rustup.rs) or make sure this Rust has them"
+        else
+            echo "cargo not found; install rustup with:
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  . \"\$HOME/.cargo/env\""
+        fi
+        return 1
+    fi
+
+    if ! line=$(cd "$HV_ROOT" && rustup target list --installed --toolchain "$tc" 2>/dev/null); then
+        local csv_c csv_t
+        csv_c=$(IFS=,; echo "${comps[*]}")
+        csv_t=$(IFS=,; echo "${targets[*]}")
+        cmds+=("rustup toolchain install $tc --profile ${profile:-minimal}${csv_c:+ --component $csv_c}${csv_t:+ --target $csv_t}")
+    else
+        mapfile -t have <<<"$line"
+        for t in "${targets[@]}"; do
+            _has_word "${have[*]}" "$t" || missing_t+=("$t")
+        done
+        line=$(cd "$HV_ROOT" && rustup component list --installed --toolchain "$tc" 2>/dev/null) || line=""
+        mapfile -t have <<<"$line"
+        for c in "${comps[@]}"; do
+            # Installed components carry the host triple: "clippy-x86_64-...".
+            [[ " ${have[*]} " == *" $c-"* ]] || missing_c+=("$c")
+        done
+        ((${#missing_t[@]})) && cmds+=("rustup target add --toolchain $tc ${missing_t[*]}")
+        ((${#missing_c[@]})) && cmds+=("rustup component add --toolchain $tc ${missing_c[*]}")
+    fi
+    ((${#cmds[@]})) || return 0
+
+    mkdir -p "$OUT/logs"
+    log=$OUT/logs/rustup.log
+    for c in "${cmds[@]}"; do
+        note "rust-toolchain.toml: running $c (log: ${log#"$HV_ROOT"/})"
+        read -r -a argv <<<"$c"
+        if ! (cd "$HV_ROOT" && "${argv[@]}") >>"$log" 2>&1; then
+            tail -n 5 "$log" >&2
+            echo "'$c' failed; run it by hand (rust-toolchain.toml names toolchain '$tc', components '${comps[*]}', targets '${targets[*]}')"
+            return 1
+        fi
+    done
+}
+
 # need_tools [run|test|debug|image]
 # Checks the host tools the given use needs. Missing Debian/Ubuntu packages
 # are installed when running as root; otherwise the exact commands are
@@ -380,22 +468,12 @@ need_tools() {
         fi
     fi
 
-    # Rust toolchain: rustup installs the toolchain and targets named in
-    # rust-toolchain.toml on first use.
-    if ! _have cargo; then
-        problems+=("cargo not found; install rustup with:
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-  . \"\$HOME/.cargo/env\"")
+    # Rust: the toolchain, components and targets rust-toolchain.toml names.
+    local rust_problem
+    if ! rust_problem=$(ensure_rust_toolchain); then
+        problems+=("$rust_problem")
     elif ! llvm_tool llvm-objcopy >/dev/null; then
-        if _have rustup; then
-            note "adding the llvm-tools rustup component"
-            (cd "$HV_ROOT" && rustup component add llvm-tools >/dev/null 2>&1) ||
-                problems+=("'rustup component add llvm-tools' failed")
-            llvm_tool llvm-objcopy >/dev/null ||
-                problems+=("llvm-objcopy not found in the rustup sysroot")
-        else
-            problems+=("llvm-objcopy not found; run: rustup component add llvm-tools")
-        fi
+        problems+=("llvm-objcopy not found in the rustup sysroot; run: rustup component add llvm-tools")
     fi
 
     if ((${#problems[@]})); then

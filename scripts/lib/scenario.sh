@@ -107,3 +107,22 @@ image_load_address() {
     fi
     printf '0x%x\n' $((VIRT_RAM_BASE + off))
 }
+
+# image_sum IMAGE: "image-sum=<bytes>:<FNV-1a 64>" for the test guest's
+# `test=image`: the checksum of IMAGE's first bytes up to the end of the
+# guest's code (__text_end in its ELF), which its own relocations never
+# change, so the copy the guest runs from must hold the same bytes.
+image_sum() {
+    local img=$1 nm len
+    nm=$(llvm_tool llvm-nm) || return 1
+    len=$("$nm" "$GUEST_ELF" | awk '$3 == "__text_end" { print $1 }')
+    [[ -n $len ]] || return 1
+    python3 - "$img" "$((16#$len))" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()[: int(sys.argv[2])]
+h = 0xCBF29CE484222325
+for b in data:
+    h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+print(f"image-sum={len(data):#x}:{h:#x}")
+PY
+}

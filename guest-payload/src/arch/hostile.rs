@@ -11,7 +11,7 @@ use super::chaos::{classify, load, map_windows, store, Ecam, HV_PHYS_BAR_CHECK};
 use super::{firmware, mmu};
 use crate::chaos::{Observed, Width};
 use crate::esr::Fault;
-use crate::hostile::{free_spot, sizing_ok, Line, Seen, HOST_ITEMS};
+use crate::hostile::{free_spot, sizing_ok, Line, Seen};
 use crate::mmu::{MemType, PAGE_SIZE};
 use crate::pci::{self, Bdf, MemBar, Mode};
 use crate::platform::{Platform, Region};
@@ -25,6 +25,9 @@ const COMMAND: u16 = 0x04;
 const MSE: u64 = 1 << 1;
 const BME: u64 = 1 << 2;
 const ROM_BAR: u16 = 0x30;
+const CAP_POINTER: u16 = 0x34;
+/// Status (bits 31:16 of the dword at 0x04), bit 4: a capability list exists.
+const STATUS_CAP_LIST: u64 = 1 << 4;
 
 fn seen<T>(r: Result<T, Fault>, f: impl FnOnce(T) -> u64) -> Seen {
     match r {
@@ -415,11 +418,40 @@ pub fn run(platform: &Platform<'_>, hypervisor: Hypervisor, dma_denied: bool) ->
         d.report(33, what, r, Seen::Value(0xffff_ffff));
     }
 
-    for (item, test) in HOST_ITEMS {
-        if item == 34 {
-            println!("GUEST pci-hostile item 34 MSI/MSI-X -> n/a (host test: {test})");
+    // 34: capabilities (MSI and MSI-X among them) are hidden: no list in
+    // Status, a zero pointer, and 0x40-0xFFF reads 0 and ignores writes.
+    let status_caps = d.rd32(COMMAND) >> 16 & STATUS_CAP_LIST;
+    d.report(
+        34,
+        "Status.Capabilities List",
+        Seen::Value(status_caps),
+        Seen::Value(0),
+    );
+    let r = d.rd(CAP_POINTER, Width::B1);
+    d.report(34, "capability pointer", r, Seen::Value(0));
+    let mut seen_nonzero = None;
+    for off in (0x40u16..0x1000).step_by(4) {
+        if d.rd32(off) != 0 {
+            seen_nonzero = Some(off);
+            break;
         }
     }
+    d.report(
+        34,
+        "every dword in 0x40-0xfff reads 0",
+        Seen::Holds(seen_nonzero.is_none()),
+        Seen::Holds(true),
+    );
+    // An MSI-X Message Control write (enable, at the first capability slot).
+    d.wr(0x40, Width::B4, 0xc000_0011);
+    d.wr(0x44, Width::B4, 0xfee0_0000);
+    let r = d.rd(0x40, Width::B4);
+    d.report(
+        34,
+        "write to 0x40 (MSI-X control) ignored",
+        r,
+        Seen::Value(0),
+    );
 
     // 35: Bus Master Enable.
     let cmd = d.rd32(COMMAND) & 0xffff;
@@ -433,11 +465,6 @@ pub fn run(platform: &Platform<'_>, hypervisor: Hypervisor, dma_denied: bool) ->
     );
     d.wr(COMMAND, Width::B2, cmd);
 
-    for (item, test) in HOST_ITEMS {
-        if item != 34 {
-            println!("GUEST pci-hostile item {item} board -> n/a (host test: {test})");
-        }
-    }
     let alive = firmware::detect_hypervisor() == Hypervisor::Ours;
     println!(
         "GUEST pci-hostile: hypervisor {}",

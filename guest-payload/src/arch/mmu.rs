@@ -95,6 +95,7 @@ static TABLES: Mutex<Option<PageTable<PoolMemory>>> = Mutex::new(None);
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __text_end: u8;
     static __main_stack_guard: u8;
     static __exception_stack_guard: u8;
 }
@@ -103,6 +104,14 @@ extern "C" {
 pub fn image() -> Region {
     let start = core::ptr::addr_of!(__image_start) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
+    Region::new(start, end - start)
+}
+
+/// The image's code, from its header to the end of `.text`: bytes the
+/// guest's own relocations never change, so they must equal the file's.
+pub fn text() -> Region {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let end = core::ptr::addr_of!(__text_end) as u64;
     Region::new(start, end - start)
 }
 
@@ -225,6 +234,21 @@ fn with_table<R>(
 /// unmapped so far.
 pub fn map_region(va: u64, pa: u64, size: u64, ty: MemType) -> Result<(), MapError> {
     with_table(|t| t.map(va, pa, size, ty))?;
+    publish();
+    Ok(())
+}
+
+/// Maps one page for EL0 (see [`crate::mmu::PageTable::map_el0_page`]).
+pub fn map_el0_page(va: u64, pa: u64, ty: MemType, exec: bool) -> Result<(), MapError> {
+    with_table(|t| t.map_el0_page(va, pa, ty, exec))?;
+    publish();
+    Ok(())
+}
+
+/// Points the level-`level` entry for `va` at `table_pa`, a table the
+/// guest does not own (see [`crate::mmu::PageTable::map_foreign_table`]).
+pub fn map_foreign_table(va: u64, level: usize, table_pa: u64) -> Result<(), MapError> {
+    with_table(|t| t.map_foreign_table(va, level, table_pa))?;
     publish();
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chaos;
 pub mod console;
 mod entry;
+pub mod exits;
 pub mod firmware;
 pub mod hostile;
 pub mod mmu;

@@ -23,6 +23,10 @@ use crate::trap::{vector_slot, TrapFrame, VectorKind};
 const DISARMED: u64 = 0;
 const ARMED_SKIP: u64 = 1;
 const ARMED_JUMP: u64 = 2;
+const ARMED_EL0: u64 = 3;
+
+/// Registers r0-r7 an EL0 task starts with and ends with.
+pub const EL0_REGS: usize = 8;
 
 /// Recovery point slots: x19..x29, resume address (x30), SP_EL0.
 const JMP_SLOTS: usize = 13;
@@ -38,6 +42,7 @@ struct ProbeState {
     far: AtomicU64,
     elr: AtomicU64,
     jmp: [AtomicU64; JMP_SLOTS],
+    el0_regs: [AtomicU64; EL0_REGS],
 }
 
 static PROBES: [ProbeState; MAX_CPUS] = [const {
@@ -48,6 +53,7 @@ static PROBES: [ProbeState; MAX_CPUS] = [const {
         far: AtomicU64::new(0),
         elr: AtomicU64::new(0),
         jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
+        el0_regs: [const { AtomicU64::new(0) }; EL0_REGS],
     }
 }; MAX_CPUS];
 
@@ -60,6 +66,7 @@ fn state() -> &'static ProbeState {
 
 const OFFSET_ARMED: usize = 0;
 const OFFSET_JMP: usize = 40;
+const OFFSET_EL0_REGS: usize = OFFSET_JMP + 8 * JMP_SLOTS;
 
 fn arm(mode: u64) {
     let probe = state();
@@ -180,8 +187,74 @@ guest_exec_probe:
     jump = const ARMED_JUMP,
 );
 
+global_asm!(
+    r#"
+    .section .text.probe, "ax"
+    .global guest_el0_run
+    // x0 = EL0 entry point, x1 = this CPU's probe state, x2 = SPSR for EL0. Saves a
+    // recovery point, arms EL0 mode, loads r0-r7 from its el0_regs and
+    // drops to EL0; the handler comes back to 1: at the first exception the
+    // EL0 task takes, with its r0-r7 stored.
+guest_el0_run:
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    add     x9, x1, #{jmp}
+    stp     x19, x20, [x9, #0]
+    stp     x21, x22, [x9, #16]
+    stp     x23, x24, [x9, #32]
+    stp     x25, x26, [x9, #48]
+    stp     x27, x28, [x9, #64]
+    adr     x10, 1f
+    stp     x29, x10, [x9, #80]
+    mov     x10, sp
+    str     x10, [x9, #96]
+    mov     x10, #{el0}
+    str     x10, [x1, #{armed}]
+    msr     elr_el1, x0
+    msr     spsr_el1, x2
+    add     x9, x1, #{regs}
+    ldp     x0, x1, [x9, #0]
+    ldp     x2, x3, [x9, #16]
+    ldp     x4, x5, [x9, #32]
+    ldp     x6, x7, [x9, #48]
+    eret
+1:  ldp     x29, x30, [sp], #16
+    ret
+"#,
+    jmp = const OFFSET_JMP,
+    armed = const OFFSET_ARMED,
+    regs = const OFFSET_EL0_REGS,
+    el0 = const ARMED_EL0,
+);
+
 extern "C" {
     fn guest_exec_probe(target: u64, state: *const ProbeState);
+    fn guest_el0_run(entry: u64, state: *const ProbeState, spsr: u64);
+}
+
+/// Runs a task at EL0 from `entry` with PSTATE `spsr` (AArch32 or AArch64)
+/// and r0-r7 = `regs`, until its first exception (its own SVC, or a fault
+/// the hypervisor injected): returns that exception, taken to EL1, and the
+/// task's r0-r7 at that point. The task's code and data must be mapped for
+/// EL0 ([`super::mmu::map_el0_page`]).
+pub fn run_el0(entry: u64, spsr: u64, regs: [u64; EL0_REGS]) -> (Fault, [u64; EL0_REGS]) {
+    let probe = state();
+    for (slot, value) in probe.el0_regs.iter().zip(regs) {
+        slot.store(value, Ordering::SeqCst);
+    }
+    arm(DISARMED);
+    // SAFETY: guest_el0_run follows the C ABI; the EL0 task cannot touch
+    // EL1 state, and its first exception makes the handler restore the
+    // callee-saved registers, the stack and the return path saved here.
+    unsafe { guest_el0_run(entry, probe, spsr) };
+    let fault = Fault {
+        esr: probe.esr.load(Ordering::SeqCst),
+        far: probe.far.load(Ordering::SeqCst),
+        elr: probe.elr.load(Ordering::SeqCst),
+    };
+    probe.faulted.store(0, Ordering::SeqCst);
+    let out = core::array::from_fn(|i| probe.el0_regs[i].load(Ordering::SeqCst));
+    (fault, out)
 }
 
 /// Branches with link to `addr`. If fetching or running it faults (an
@@ -218,6 +291,21 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
         far: frame.far,
         elr: frame.elr,
     };
+    // Groups 2 and 3 are EL0 (AArch64, AArch32): the task `run_el0` started
+    // is done at its first exception, whatever it is.
+    if armed == ARMED_EL0 && group >= 2 {
+        record(probe, &fault);
+        for (slot, value) in probe.el0_regs.iter().zip(frame.x) {
+            slot.store(value, Ordering::SeqCst);
+        }
+        let jmp: [u64; JMP_SLOTS] = core::array::from_fn(|i| probe.jmp[i].load(Ordering::SeqCst));
+        frame.x[19..31].copy_from_slice(&jmp[..12]);
+        frame.elr = jmp[11];
+        frame.sp_el0 = jmp[12];
+        // Back to EL1 on SP_EL0, interrupts masked, as the guest runs.
+        frame.spsr = SPSR_EL1T_MASKED;
+        return;
+    }
     // Group 0 is EL1 on SP_EL0 (guest code); group 1 is EL1 on SP_EL1 (the
     // failure path, which probes its firmware calls from the handler).
     if kind == VectorKind::Synchronous && group <= 1 && armed != DISARMED {
@@ -274,3 +362,7 @@ fn record(probe: &ProbeState, fault: &Fault) {
 
 const _: () = assert!(core::mem::offset_of!(ProbeState, armed) == OFFSET_ARMED);
 const _: () = assert!(core::mem::offset_of!(ProbeState, jmp) == OFFSET_JMP);
+const _: () = assert!(core::mem::offset_of!(ProbeState, el0_regs) == OFFSET_EL0_REGS);
+
+/// SPSR for EL1t with D, A, I and F masked.
+const SPSR_EL1T_MASKED: u64 = 0b0100 | (0b1111 << 6);

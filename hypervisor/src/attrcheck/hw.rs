@@ -137,7 +137,7 @@ fn check(cpu: &CpuFeatures, taken: &Frames, saved: El1Regime) -> Result<Tally, u
     // SAFETY: nothing runs at EL1 or EL0; the stage-2 root is valid (empty)
     // and the stage-1 tables are all invalid entries.
     unsafe { regime.load() };
-    let mut tlb = Stage2Tlb;
+    let mut tlb = Stage2Tlb::for_vm(s2.vttbr());
     let tables = IpaRange::new(S1_TABLES_IPA, S1_TABLE_PAGES * PAGE_SIZE).ok_or(1u32)?;
     let mapped = s2.map_ram(tables, taken.s1_tables.start(), &mut tlb);
     if let Err(e) = mapped {

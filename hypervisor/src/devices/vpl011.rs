@@ -25,7 +25,7 @@
     clippy::panic
 )]
 
-use crate::vm::mmio::{is_aligned, MmioDevice, MmioError, MmioResult};
+use crate::devices::mmio::{is_aligned, Effects, MmioDevice, MmioError, MmioResult, VcpuId};
 
 /// Where transmitted bytes go.
 pub trait ByteSink {
@@ -225,20 +225,41 @@ fn lanes(offset: u64, size: u8) -> MmioResult<(u64, u32, u32)> {
     Ok((offset & !3, shift, mask << shift))
 }
 
+impl<S: ByteSink> VPl011<S> {
+    /// A load of `size` bytes at `offset` in the UART's frame.
+    pub fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+        let (word, shift, mask) = lanes(offset, size)?;
+        Ok(u64::from((self.read_reg(word) & mask) >> shift))
+    }
+
+    /// A store of the low `size` bytes of `value` at `offset`.
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+        let (word, shift, mask) = lanes(offset, size)?;
+        self.write_reg(word, (value as u32) << shift, mask);
+        Ok(())
+    }
+}
+
+/// Every vCPU sees the same UART, so the accessing vCPU does not matter.
+/// Its interrupt line is not wired to a guest interrupt controller yet.
 impl<S: ByteSink> MmioDevice for VPl011<S> {
     fn name(&self) -> &'static str {
         "pl011"
     }
 
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
-        let (word, shift, mask) = lanes(offset, size)?;
-        Ok(u64::from((self.read_reg(word) & mask) >> shift))
+    fn read(&mut self, _: VcpuId, offset: u64, size: u8, _: &mut Effects) -> MmioResult<u64> {
+        VPl011::read(self, offset, size)
     }
 
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
-        let (word, shift, mask) = lanes(offset, size)?;
-        self.write_reg(word, (value as u32) << shift, mask);
-        Ok(())
+    fn write(
+        &mut self,
+        _: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        _: &mut Effects,
+    ) -> MmioResult<()> {
+        VPl011::write(self, offset, size, value)
     }
 }
 
@@ -251,8 +272,8 @@ impl<S: ByteSink> MmioDevice for VPl011<S> {
 )]
 mod tests {
     use super::*;
+    use crate::devices::mmio::{BusAccess, DispatchResult, MmioBus};
     use crate::mm::addr::{Ipa, IpaRange};
-    use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
     use alloc::boxed::Box;
     use alloc::sync::Arc;
     use alloc::vec::Vec;
@@ -437,20 +458,40 @@ mod tests {
         };
         // LDRB of FR: earlycon's poll.
         assert_eq!(
-            bus.dispatch(Ipa::new(base + reg::FR), load(1)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base + reg::FR),
+                load(1),
+                &mut Effects::new()
+            ),
             DispatchResult::Read(0x90)
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(base), store(1, u64::from(b'o'))),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base),
+                store(1, u64::from(b'o')),
+                &mut Effects::new()
+            ),
             DispatchResult::WriteDone
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(base), store(4, u64::from(b'k'))),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base),
+                store(4, u64::from(b'k')),
+                &mut Effects::new()
+            ),
             DispatchResult::WriteDone
         );
         // A 64-bit store is dropped; a 64-bit load reads all ones.
         assert_eq!(
-            bus.dispatch(Ipa::new(base), store(8, u64::from(b'!'))),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base),
+                store(8, u64::from(b'!')),
+                &mut Effects::new()
+            ),
             DispatchResult::WriteDone
         );
         let wide = BusAccess {
@@ -461,7 +502,12 @@ mod tests {
             sixty_four: true,
         };
         assert_eq!(
-            bus.dispatch(Ipa::new(base + reg::FR), wide),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base + reg::FR),
+                wide,
+                &mut Effects::new()
+            ),
             DispatchResult::Read(u64::MAX)
         );
         assert_eq!(*out.lock(), b"ok");
@@ -474,7 +520,12 @@ mod tests {
             sixty_four: false,
         };
         assert_eq!(
-            bus.dispatch(Ipa::new(base + 0xFF4), ldrsb),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(base + 0xFF4),
+                ldrsb,
+                &mut Effects::new()
+            ),
             DispatchResult::Read(0xFFFF_FFF0)
         );
     }

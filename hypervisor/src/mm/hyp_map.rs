@@ -234,11 +234,41 @@ mod tests {
     }
 
     #[test]
-    fn register_values() {
-        assert_eq!(tcr_el2(2), 0x8082_3510);
-        assert_eq!(MAIR_EL2 & 0xff, 0xff);
-        assert_eq!((MAIR_EL2 >> 8) & 0xff, 0x04);
-        assert_eq!(sctlr_el2() & 0b1101, 0b1101);
-        assert_eq!(sctlr_el2() & 0b10, 0, "alignment checks stay off");
+    fn register_fields_match_the_map_they_describe() {
+        // Each attribute index the descriptors use names the MAIR_EL2 byte
+        // for its memory type (Arm ARM D23.2, "MAIR_EL2").
+        let mair = |index: u8| (MAIR_EL2 >> (8 * u32::from(index))) & 0xff;
+        assert_eq!(mair(Use::Code.attrs().attr_index), 0xff, "Normal WB RA/WA");
+        assert_eq!(mair(Use::ReadWrite.attrs().attr_index), 0xff);
+        assert_eq!(mair(Use::Device.attrs().attr_index), 0x04, "Device-nGnRE");
+        assert_eq!(mair(ATTR_NORMAL_NC), 0x44, "Normal Non-cacheable");
+        assert_eq!(mair(ATTR_DEVICE_NGNRNE), 0x00, "Device-nGnRnE");
+        // TCR_EL2: T0SZ gives the map's input size, PS the CPU's PARange,
+        // 4 KiB granule (TG0 0), write-back inner-shareable walks.
+        for ps in 0..=5u8 {
+            let tcr = tcr_el2(ps);
+            assert_eq!(64 - (tcr & 0x3f), u64::from(VA_BITS));
+            assert_eq!((tcr >> 16) & 7, u64::from(ps));
+            assert_eq!((tcr >> 14) & 3, 0);
+            assert_eq!(
+                ((tcr >> 8) & 3, (tcr >> 10) & 3, (tcr >> 12) & 3),
+                (1, 1, 3)
+            );
+        }
+        assert_eq!(tcr_el2(0xf) >> 16 & 7, 7, "PS is a 3-bit field");
+        // SCTLR_EL2: MMU, caches, SP alignment and WXN on; alignment
+        // checks and big-endian off.
+        let sctlr = sctlr_el2();
+        for (bit, on) in [
+            (0, true),
+            (1, false),
+            (2, true),
+            (3, true),
+            (12, true),
+            (19, true),
+            (25, false),
+        ] {
+            assert_eq!(sctlr & (1 << bit) != 0, on, "SCTLR_EL2 bit {bit}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use crate::arch::aarch64::esr::{
     decode, DataAbortIss, Decoded, Esr, ExceptionClass, FaultStatus, MmioAccess,
 };
-use crate::vm::mmio;
+use crate::devices::mmio;
 use alloc::format;
 use proptest::prelude::*;
 

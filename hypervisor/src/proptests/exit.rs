@@ -2,12 +2,13 @@
 //! calls leave x4-x17 alone, and the guest PC only ever moves in the ways the
 //! architecture allows (hostile-guest items 1-18).
 
+use crate::devices::mmio::MmioBus;
 use crate::devices::vpl011::VPl011;
 use crate::mm::addr::{Ipa, IpaRange};
 use crate::vm::exit::{handle_exit, ExitState, GuestArch, Outcome, Stage2Query};
 use crate::vm::hypercall::{MappingKind, Stage2Features, Stage2Info};
-use crate::vm::mmio::MmioBus;
 use crate::vm::psci::PsciState;
+use crate::vm::step;
 use crate::vm::vcpu::{GuestRegs, INITIAL_PSTATE};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -159,6 +160,7 @@ fn vector_offset(pstate: u64) -> Option<u64> {
         0b0000 => Some(0x400),
         0b0100 => Some(0x000),
         0b0101 => Some(0x200),
+        0b1_0000 => Some(0x600),
         _ => None,
     }
 }
@@ -167,8 +169,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
     /// Whatever the guest left in its registers: no panic, and the PC is
-    /// unchanged (HVC, interrupts, a stopped VM), advanced by 4 (a trapped
-    /// SMC or an emulated instruction), or at the guest's vector with exactly
+    /// unchanged (HVC, interrupts, a stopped VM), advanced past the
+    /// instruction as ESR_EL2.IL and PSTATE say (a trapped SMC, an emulated
+    /// or skipped instruction; `vm::step`), or at the guest's vector with exactly
     /// one exception injected whose ELR_EL1 is the faulting PC. Nothing else.
     #[test]
     fn pc_moves_only_as_allowed(
@@ -204,20 +207,20 @@ proptest! {
             let offset = vector_offset(before.pstate);
             prop_assert!(offset.is_some(), "injected from pstate {:#x}", before.pstate);
             prop_assert_eq!(regs.pc, vbar.wrapping_add(offset.unwrap_or(0)));
-            prop_assert_eq!(elr, before.pc);
+            let pc = if before.pstate & 0b1_0000 != 0 { before.pc & 0xffff_ffff } else { before.pc };
+            prop_assert_eq!(elr, pc);
             prop_assert_eq!(spsr, before.pstate);
             prop_assert_eq!(outcome, Outcome::Resume);
             prop_assert_ne!(ec, 0x16);
             prop_assert_ne!(ec, 0x17);
         } else {
-            prop_assert_eq!(regs.pstate, before.pstate);
+            let stepped = step::next(before.pc, before.pstate, before.esr);
             let expected = match ec {
-                0x16 => before.pc,
-                0x17 => before.pc.wrapping_add(4),
-                _ if !matches!(outcome, Outcome::Resume) => before.pc,
-                _ => before.pc.wrapping_add(4),
+                0x16 => (before.pc, before.pstate),
+                _ if !matches!(outcome, Outcome::Resume) => (before.pc, before.pstate),
+                _ => stepped,
             };
-            prop_assert_eq!(regs.pc, expected, "EC {:#x} outcome {:?}", ec, outcome);
+            prop_assert_eq!((regs.pc, regs.pstate), expected, "EC {:#x} outcome {:?}", ec, outcome);
         }
         if ec != 0x16 && ec != 0x17 {
             // At most the load's transfer register changes.
@@ -249,7 +252,8 @@ proptest! {
         prop_assert_eq!(&regs.x[4..], &start.x[4..]);
         prop_assert_eq!(regs.sp_el0, start.sp_el0);
         prop_assert_eq!(regs.pstate, start.pstate);
-        prop_assert_eq!(regs.pc, if smc { start.pc.wrapping_add(4) } else { start.pc });
+        let stepped = step::next(start.pc, start.pstate, start.esr).0;
+        prop_assert_eq!(regs.pc, if smc { stepped } else { start.pc });
         if imm16 != 0 {
             // Not an SMCCC call: NOT_SUPPORTED, whatever w0 asked.
             prop_assert_eq!(regs.x[0], u64::MAX);

@@ -1,10 +1,11 @@
 //! The MMIO bus over arbitrary devices and access sequences: no panic, and a
 //! device sees only accesses that fall inside its own range.
 
-use crate::mm::addr::{Ipa, IpaRange};
-use crate::vm::mmio::{
+use crate::devices::mmio::{
     extend, truncate, BusAccess, DispatchResult, MmioBus, MmioDevice, MmioError, MmioResult,
 };
+use crate::devices::mmio::{Effects, VcpuId};
+use crate::mm::addr::{Ipa, IpaRange};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -26,7 +27,7 @@ impl MmioDevice for Recorder {
     fn name(&self) -> &'static str {
         "recorder"
     }
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+    fn read(&mut self, _vcpu: VcpuId, offset: u64, size: u8, _fx: &mut Effects) -> MmioResult<u64> {
         self.log.lock().push((self.id, offset, size, None));
         match (self.refuse, offset % 3) {
             (true, _) => Err(MmioError::Refused),
@@ -34,7 +35,14 @@ impl MmioDevice for Recorder {
             _ => Ok(self.answer),
         }
     }
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+    fn write(
+        &mut self,
+        _vcpu: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        _fx: &mut Effects,
+    ) -> MmioResult<()> {
         self.log.lock().push((self.id, offset, size, Some(value)));
         if self.refuse {
             Err(MmioError::Refused)
@@ -93,7 +101,7 @@ proptest! {
         }
         for (ipa, access) in accesses {
             let before = log.lock().len();
-            let result = bus.dispatch(Ipa::new(ipa), access);
+            let result = bus.dispatch(VcpuId(0), Ipa::new(ipa), access, &mut Effects::new());
             let seen: Vec<Seen> = log.lock().get(before..).map(<[Seen]>::to_vec).unwrap_or_default();
             let owner = ranges.iter().find(|(_, r, _, _)| r.contains(Ipa::new(ipa)));
             prop_assert_eq!(bus.device_at(Ipa::new(ipa)).map(|(r, _)| r), owner.map(|o| o.1));

@@ -2,8 +2,8 @@
 //! register model's invariants hold after every access (PL011 TRM, DDI 0183G,
 //! section 3).
 
+use crate::devices::mmio::MmioError;
 use crate::devices::vpl011::{reg, ByteSink, VPl011, ID_BYTES, INT_TX};
-use crate::vm::mmio::{MmioDevice, MmioError};
 use alloc::vec::Vec;
 use proptest::prelude::*;
 

@@ -2,13 +2,14 @@
 //! the CPU: the data every later step builds from.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 use crate::cmdline::Options;
 use crate::mm::addr::{IpaRange, PhysRange, SIZE_2M};
 use crate::mm::attrs::Features;
-use crate::platform::{GicVersion, Platform};
+use crate::platform::{GicVersion, Platform, PsciMethod};
 use crate::vm::layout;
 
 /// Guest RAM when `guest.mem` is not given.
@@ -33,6 +34,41 @@ pub struct VmConfig {
     pub features: Features,
     /// Whether the host's PCIe is cache-coherent for DMA (`dma-coherent`).
     pub pcie_dma_coherent: bool,
+    /// The physical CPU (MPIDR affinity) of each vCPU, by vCPU index: the
+    /// boot CPU first, then the others in device-tree order. Each vCPU owns
+    /// its CPU (static partitioning); vCPU `i` reads MPIDR affinity `i`.
+    pub cpus: Vec<u64>,
+}
+
+/// Most vCPUs a VM may have: the hypervisor has stacks for 16 CPUs.
+pub const MAX_VCPUS: usize = 16;
+
+/// The physical CPUs for `requested` vCPUs (default: every CPU of `host`,
+/// at most [`MAX_VCPUS`]): the boot CPU `boot` first, then the rest of
+/// `host` in order. Without firmware that can start CPUs (`psci` false: no
+/// PSCI through SMC) only the boot CPU is available. Fails when the boot CPU
+/// is not in `host` or more vCPUs are asked for than there are CPUs.
+pub fn vcpu_cpus(
+    host: &[u64],
+    boot: u64,
+    requested: Option<usize>,
+    psci: bool,
+) -> Result<Vec<u64>, ConfigError> {
+    if !host.contains(&boot) {
+        return Err(ConfigError::BootCpuNotListed(boot));
+    }
+    let available = if psci { host.len().min(MAX_VCPUS) } else { 1 };
+    let n = requested.unwrap_or(available);
+    if n == 0 || n > available {
+        return Err(ConfigError::TooManyVcpus {
+            requested: n,
+            available,
+        });
+    }
+    let mut cpus = Vec::with_capacity(n);
+    cpus.push(boot);
+    cpus.extend(host.iter().copied().filter(|&m| m != boot).take(n - 1));
+    Ok(cpus)
 }
 
 /// Why no VM can be built.
@@ -47,6 +83,15 @@ pub enum ConfigError {
         /// Largest allowed.
         max: u64,
     },
+    /// `guest.cpus` asks for more vCPUs than there are physical CPUs.
+    TooManyVcpus {
+        /// Asked for.
+        requested: usize,
+        /// Physical CPUs the VM can have.
+        available: usize,
+    },
+    /// The CPU the hypervisor boots on is not under the device tree's /cpus.
+    BootCpuNotListed(u64),
     /// The CPU's physical address size is below the layout's IPA size.
     PaTooSmall {
         /// The CPU's.
@@ -70,6 +115,17 @@ impl fmt::Display for ConfigError {
                 min >> 20,
                 max >> 20
             ),
+            Self::TooManyVcpus {
+                requested,
+                available,
+            } => write!(
+                f,
+                "guest.cpus={requested}, but {available} physical CPUs can run vCPUs (one each; CPUs other than the boot CPU need PSCI through SMC to start)"
+            ),
+            Self::BootCpuNotListed(mpidr) => write!(
+                f,
+                "the boot CPU (MPIDR {mpidr:#x}) is not listed under /cpus in the device tree"
+            ),
             Self::PaTooSmall { pa_bits, ipa_bits } => write!(
                 f,
                 "the CPU has {pa_bits}-bit physical addresses; the guest layout needs {ipa_bits}-bit IPAs"
@@ -85,6 +141,7 @@ impl VmConfig {
         platform: &Platform<'_>,
         options: &Options<'_>,
         cpu: &CpuFeatures,
+        boot_mpidr: u64,
     ) -> Result<Option<Self>, ConfigError> {
         let Some(image) = platform.chosen.initrd else {
             return Ok(None);
@@ -127,6 +184,12 @@ impl VmConfig {
                 idc: cpu.idc,
             },
             pcie_dma_coherent: platform.pcie.iter().any(|b| b.dma_coherent),
+            cpus: vcpu_cpus(
+                platform.cpus.as_slice(),
+                boot_mpidr,
+                options.guest_cpus,
+                platform.psci == Some(PsciMethod::Smc),
+            )?,
         }))
     }
 }
@@ -150,7 +213,7 @@ mod tests {
     fn derives_from_the_qemu_fixture_and_the_command_line() {
         let p = Platform::from_fdt(VIRT).unwrap();
         let o = Options::parse("guest.mem=512M guest.bootargs=test=psci -- quiet");
-        let c = VmConfig::derive(&p, &o, &cpu(5, true)).unwrap().unwrap();
+        let c = VmConfig::derive(&p, &o, &cpu(5, true), 0).unwrap().unwrap();
         assert_eq!(c.ram.size(), 512 << 20);
         assert_eq!(c.ram.start(), layout::RAM_BASE);
         assert_eq!(c.bootargs, "test=psci quiet");
@@ -158,6 +221,45 @@ mod tests {
         assert!(c.features.fwb);
         assert!(c.pcie_dma_coherent);
         assert_eq!(Some(c.image), p.chosen.initrd);
+        assert_eq!(
+            c.cpus,
+            [0, 1],
+            "the fixture has two CPUs, the boot CPU first"
+        );
+    }
+
+    #[test]
+    fn vcpus_take_the_boot_cpu_first_then_the_rest_in_order() {
+        let host = [0x0, 0x1, 0x100, 0x101];
+        assert_eq!(
+            vcpu_cpus(&host, 0x100, None, true).unwrap(),
+            [0x100, 0x0, 0x1, 0x101]
+        );
+        assert_eq!(vcpu_cpus(&host, 0x1, Some(2), true).unwrap(), [0x1, 0x0]);
+        assert_eq!(vcpu_cpus(&host, 0x0, Some(1), true).unwrap(), [0x0]);
+        // No PSCI to start the others: the boot CPU alone.
+        assert_eq!(vcpu_cpus(&host, 0x101, None, false).unwrap(), [0x101]);
+        assert_eq!(
+            vcpu_cpus(&host, 0x0, Some(2), false),
+            Err(ConfigError::TooManyVcpus {
+                requested: 2,
+                available: 1
+            })
+        );
+        assert_eq!(
+            vcpu_cpus(&host, 0x0, Some(5), true),
+            Err(ConfigError::TooManyVcpus {
+                requested: 5,
+                available: 4
+            })
+        );
+        assert_eq!(
+            vcpu_cpus(&host, 0x2, None, true),
+            Err(ConfigError::BootCpuNotListed(0x2))
+        );
+        let many: Vec<u64> = (0..40).collect();
+        assert_eq!(vcpu_cpus(&many, 7, None, true).unwrap().len(), MAX_VCPUS);
+        assert_eq!(vcpu_cpus(&many, 7, None, true).unwrap()[..3], [7, 0, 1]);
     }
 
     #[test]
@@ -166,12 +268,12 @@ mod tests {
         for bad in ["guest.mem=1M", "guest.mem=300G", "guest.mem=3000K"] {
             let o = Options::parse(bad);
             assert!(matches!(
-                VmConfig::derive(&p, &o, &cpu(5, false)),
+                VmConfig::derive(&p, &o, &cpu(5, false), 0),
                 Err(ConfigError::RamSize { .. })
             ));
         }
         let o = Options::parse("");
-        let e = VmConfig::derive(&p, &o, &cpu(1, false)).unwrap_err();
+        let e = VmConfig::derive(&p, &o, &cpu(1, false), 0).unwrap_err();
         assert_eq!(
             e.to_string(),
             "the CPU has 36-bit physical addresses; the guest layout needs 40-bit IPAs"

@@ -11,7 +11,7 @@
 //! | `0x8600FF00` | `HV_CALL_COUNT`    | -         | x0 = 7, the number of function IDs this service answers |
 //! | `0x8600FF01` | `HV_CALL_UID`      | -         | x0..x3 = the service UUID (below) |
 //! | `0x8600FF03` | `HV_REVISION`      | -         | x0 = 1 (major), x1 = 0 (minor) |
-//! | `0xC6000001` | `HV_EFFECTIVE_ATTRS` | x1 = guest VA, x2 = 0 read / 1 write | x0 = status, x1 = PAR_EL1 after AT S12E1R / S12E1W |
+//! | `0xC6000001` | `HV_EFFECTIVE_ATTRS` | x1 = guest VA, x2 = 0 read / 1 write | x0 = status, x1 = PAR_EL1 after AT S12E1R / S12E1W, its address bits cleared |
 //! | `0xC6000002` | `HV_STAGE2_INFO`   | x1 = IPA  | x0 = status, x1 = stage-2 MemAttr (4 bits), x2 = kind, x3 = feature flags |
 //! | `0xC6000003` | `HV_EXIT_STATS`    | x1 = counter index | x0 = status, x1 = counter value |
 //! | `0xC6000004` | `HV_PHYS_BAR_CHECK` | x1 = BAR selector | x0 = status, x1 = physical BAR address now, x2 = at boot, x3 = 1 if unchanged else 0 |
@@ -289,10 +289,33 @@ pub const fn answer_query(call: &Hypercall) -> Option<[u64; 4]> {
     }
 }
 
-/// x0..x3 for `HV_EFFECTIVE_ATTRS`: PAR_EL1 as the AT instruction left it
-/// (PAR_EL1.F reports a translation fault; the call itself succeeded).
+/// PAR_EL1.F: the translation failed.
+const PAR_F: u64 = 1 << 0;
+/// PAR_EL1 with F = 0: ATTR \[63:56\], NS \[9\], SH \[8:7\], F \[0\] and
+/// the RES1 bit 11. Bits \[55:12\] are the output address: after
+/// `AT S12E1*` a host physical address, which says where the guest's memory
+/// lies in the host's and is not the guest's to know.
+const PAR_OK_KEPT: u64 = (0xff << 56) | (1 << 11) | (1 << 9) | (0b11 << 7) | PAR_F;
+/// PAR_EL1 with F = 1: FST \[6:1\], PTW \[8\], S \[9\] and bit 11; bits
+/// \[63:56\] are IMPLEMENTATION DEFINED and bits \[55:12\] RES0, so they
+/// are not handed on either.
+const PAR_FAULT_KEPT: u64 = (1 << 11) | (1 << 9) | (1 << 8) | (0x3f << 1) | PAR_F;
+
+/// PAR_EL1 as the guest may see it (Arm ARM D19.2, "PAR_EL1"): the memory
+/// attributes, shareability and fault report, never an address.
+pub const fn guest_visible_par(par_el1: u64) -> u64 {
+    if par_el1 & PAR_F == 0 {
+        par_el1 & PAR_OK_KEPT
+    } else {
+        par_el1 & PAR_FAULT_KEPT
+    }
+}
+
+/// x0..x3 for `HV_EFFECTIVE_ATTRS`: PAR_EL1 as the AT instruction left it,
+/// without its address bits ([`guest_visible_par`]); PAR_EL1.F reports a
+/// translation fault, the call itself succeeded.
 pub const fn encode_effective_attrs(par_el1: u64) -> [u64; 4] {
-    ok(par_el1, 0, 0)
+    ok(guest_visible_par(par_el1), 0, 0)
 }
 
 /// What stage 2 has at an IPA, `HV_STAGE2_INFO` kind codes.
@@ -443,9 +466,18 @@ mod tests {
                 Err(HypercallError::InvalidParameters)
             );
         }
+        // The host PA 0x5123_4000 of a Normal-WB page: only ATTR, SH, NS
+        // and bit 11 are handed on.
         assert_eq!(
-            encode_effective_attrs(0xFF00_0000_4000_0F80),
-            [0, 0xFF00_0000_4000_0F80, 0, 0]
+            encode_effective_attrs(0xFF00_0000_5123_4F80 | (1 << 9)),
+            [0, 0xFF00_0000_0000_0B80 | (1 << 9), 0, 0]
+        );
+        assert_eq!(guest_visible_par(0x0000_00ff_ffff_f000), 0);
+        // A fault keeps FST, PTW, S and F; IMPLEMENTATION DEFINED bits go.
+        let fault = 0xAB00_0012_3456_7000 | (1 << 11) | (1 << 9) | (1 << 8) | (0x25 << 1) | 1;
+        assert_eq!(
+            guest_visible_par(fault),
+            (1 << 11) | (1 << 9) | (1 << 8) | (0x25 << 1) | 1
         );
     }
 

@@ -37,32 +37,51 @@ pub mod fsc {
 const M_EL0T: u64 = 0b0000;
 const M_EL1T: u64 = 0b0100;
 const M_EL1H: u64 = 0b0101;
+/// SPSR.M for AArch32 User mode (EL0): nRW set, M\[3:0\] 0b0000.
+const M_USR32: u64 = 0b1_0000;
 const SPSR_M_MASK: u64 = 0b1_1111;
 const SPSR_NRW: u64 = 1 << 4;
 /// D, A, I and F mask bits.
 const SPSR_DAIF: u64 = 0b1111 << 6;
+/// PSTATE.SSBS in an AArch64 SPSR.
+const SPSR_SSBS: u64 = 1 << 12;
 /// PSTATE.PAN, set on entry to EL1 when SCTLR_EL1.SPAN is 0.
 const SPSR_PAN: u64 = 1 << 22;
-/// PSTATE.SSBS is set to SCTLR_EL1.DSSBS on entry; left clear here.
+/// PSTATE.DIT in an AArch64 SPSR, and where an AArch32 SPSR keeps it.
+const SPSR_DIT: u64 = 1 << 24;
+const SPSR32_DIT: u64 = 1 << 21;
 const SCTLR_SPAN: u64 = 1 << 23;
-/// ESR.IL: a 32-bit instruction.
+/// SCTLR_EL1.DSSBS: the PSTATE.SSBS an exception to EL1 starts with.
+const SCTLR_DSSBS: u64 = 1 << 44;
+/// ESR.IL. RES1 for every exception injected here: an UNDEFINED instruction
+/// (EC 0x00), instruction aborts and data aborts without a valid
+/// instruction syndrome (Arm ARM D24.2, "ESR_EL1.IL"), whatever the length
+/// of the instruction, 16-bit T32 included.
 const ESR_IL: u64 = 1 << 25;
+
+/// Vector offsets from VBAR_EL1 for a synchronous exception (Arm ARM D1.3.1):
+/// current EL with SP_EL0, current EL with SP_ELx, lower EL in AArch64,
+/// lower EL in AArch32.
+const VECTOR_CURRENT_SP0: u64 = 0x000;
+const VECTOR_CURRENT_SPX: u64 = 0x200;
+const VECTOR_LOWER_A64: u64 = 0x400;
+const VECTOR_LOWER_A32: u64 = 0x600;
 
 /// What kind of exception to give the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Injection {
-    /// A synchronous external data abort at `far`. `write` sets ESR.WnR.
+    /// A synchronous data abort at `far`. `write` sets ESR.WnR.
     DataAbort {
         /// Faulting virtual address.
         far: u64,
         /// Whether the access was a write.
         write: bool,
-        /// Fault status code (a value from [`fsc`]).
+        /// Fault status code (a value from [`fsc`]); a fault on the
+        /// guest's own table walk says so with its code (0x14-0x17), as
+        /// ESR_EL1.S1PTW belongs to stage-2 faults and stays 0.
         status: u64,
-        /// Whether the fault was on the guest's own stage-1 table walk.
-        s1ptw: bool,
     },
-    /// A synchronous external instruction abort at `far`.
+    /// A synchronous instruction abort at `far`.
     InstructionAbort {
         /// Faulting virtual address.
         far: u64,
@@ -82,7 +101,7 @@ pub struct GuestState {
     pub pc: u64,
     /// VBAR_EL1.
     pub vbar: u64,
-    /// SCTLR_EL1 (for SPAN).
+    /// SCTLR_EL1 (for SPAN and DSSBS).
     pub sctlr: u64,
 }
 
@@ -106,37 +125,40 @@ pub struct InjectedState {
 /// Why an injection cannot be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectError {
-    /// The guest was in AArch32 state, which this hypervisor does not run.
-    AArch32Guest,
-    /// The guest was at a mode EL1 cannot take an exception from (EL2 or EL3 in SPSR).
+    /// The saved PSTATE is not a mode the guest can be in: EL2 or EL3, or
+    /// AArch32 other than User mode (HCR_EL2.RW keeps EL1 in AArch64, so
+    /// only EL0 may run AArch32).
     BadMode(u64),
 }
 
 /// Computes the state for taking `what` to the guest's EL1.
+///
+/// With HCR_EL2.RW set, exits from an AArch32 EL0 task arrive on the
+/// lower-EL AArch64 vector like any other; the guest's EL1 (AArch64) takes
+/// them at VBAR_EL1 + 0x600, with the lower-EL classes and the AArch32
+/// PSTATE (T, ITSTATE and all) in SPSR_EL1.
+///
+/// Never inlined: the debugger's breakpoint for every exception injected
+/// into a guest (`hv-break-inject`); a cold path, so the call costs nothing
+/// that matters.
+#[inline(never)]
 pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, InjectError> {
-    if guest.spsr & SPSR_NRW != 0 {
-        return Err(InjectError::AArch32Guest);
-    }
     let mode = guest.spsr & SPSR_M_MASK;
     let (from_lower, vector_offset) = match mode {
-        M_EL0T => (true, 0x400),
-        M_EL1T => (false, 0x000),
-        M_EL1H => (false, 0x200),
+        M_EL0T => (true, VECTOR_LOWER_A64),
+        M_EL1T => (false, VECTOR_CURRENT_SP0),
+        M_EL1H => (false, VECTOR_CURRENT_SPX),
+        M_USR32 => (true, VECTOR_LOWER_A32),
         other => return Err(InjectError::BadMode(other)),
     };
     let (esr, far) = match what {
-        Injection::DataAbort {
-            far,
-            write,
-            status,
-            s1ptw,
-        } => {
+        Injection::DataAbort { far, write, status } => {
             let class = if from_lower {
                 ec::DABT_LOWER
             } else {
                 ec::DABT_CURRENT
             };
-            let iss = (status & 0x3f) | (u64::from(write) << 6) | (u64::from(s1ptw) << 7);
+            let iss = (status & 0x3f) | (u64::from(write) << 6);
             ((class << 26) | ESR_IL | iss, Some(far))
         }
         Injection::InstructionAbort { far, status } => {
@@ -153,13 +175,30 @@ pub fn inject(guest: &GuestState, what: Injection) -> Result<InjectedState, Inje
     if guest.sctlr & SCTLR_SPAN == 0 {
         spsr_el2 |= SPSR_PAN;
     }
+    if guest.sctlr & SCTLR_DSSBS != 0 {
+        spsr_el2 |= SPSR_SSBS;
+    }
+    // DIT is kept across exception entry.
+    let dit = if guest.spsr & SPSR_NRW != 0 {
+        SPSR32_DIT
+    } else {
+        SPSR_DIT
+    };
+    if guest.spsr & dit != 0 {
+        spsr_el2 |= SPSR_DIT;
+    }
     Ok(InjectedState {
         spsr_el2,
         elr_el2: guest.vbar.wrapping_add(vector_offset),
         esr_el1: esr,
         far_el1: far,
         spsr_el1: guest.spsr,
-        elr_el1: guest.pc,
+        // An AArch32 PC has no upper half.
+        elr_el1: if mode == M_USR32 {
+            guest.pc & 0xffff_ffff
+        } else {
+            guest.pc
+        },
     })
 }
 
@@ -192,7 +231,6 @@ mod tests {
                 far: 0x1234,
                 write: true,
                 status: fsc::SYNC_EXTERNAL,
-                s1ptw: false,
             },
         )
         .unwrap();
@@ -218,7 +256,6 @@ mod tests {
                     far: 0,
                     write: false,
                     status: fsc::SYNC_EXTERNAL,
-                    s1ptw: false,
                 },
             )
             .unwrap();
@@ -246,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn pan_follows_span_and_s1ptw_is_reported() {
+    fn pan_follows_span_and_a_walk_fault_is_in_the_status_code() {
         let mut g = guest(M_EL1H);
         g.sctlr = 0;
         let s = inject(
@@ -255,25 +292,80 @@ mod tests {
                 far: 0,
                 write: false,
                 status: fsc::SYNC_EXTERNAL_WALK_L0 + 3,
-                s1ptw: true,
             },
         )
         .unwrap();
         assert_ne!(s.spsr_el2 & SPSR_PAN, 0);
         assert_eq!(s.esr_el1 & 0x3f, 0x17);
-        assert_ne!(s.esr_el1 & (1 << 7), 0);
+        // S1PTW reports stage-2 faults; EL1 has no stage 2 to speak of.
+        assert_eq!(s.esr_el1 & (1 << 7), 0);
     }
 
     #[test]
-    fn refuses_aarch32_and_impossible_modes() {
+    fn ssbs_follows_dssbs_and_dit_is_kept() {
+        let mut g = guest(M_EL1H);
+        g.sctlr = SCTLR_SPAN | SCTLR_DSSBS;
+        g.spsr |= SPSR_DIT;
+        let s = inject(&g, Injection::Undefined).unwrap();
+        assert_eq!(s.spsr_el2, M_EL1H | SPSR_DAIF | SPSR_SSBS | SPSR_DIT);
+        // An AArch32 PSTATE keeps DIT at bit 21.
+        let mut g = guest(M_USR32);
+        g.spsr |= SPSR32_DIT;
+        let s = inject(&g, Injection::Undefined).unwrap();
+        assert_eq!(s.spsr_el2, M_EL1H | SPSR_DAIF | SPSR_DIT);
+    }
+
+    #[test]
+    fn aarch32_el0_goes_to_the_lower_aarch32_vector() {
+        // A T32 User-mode task in an IT block, flags set: SPSR_EL1 must
+        // hold that PSTATE unchanged for the guest's handler.
+        let spsr = M_USR32 | (1 << 5) | (0b11 << 25) | (0b1 << 10) | (0xf << 28);
+        let g = GuestState {
+            spsr,
+            pc: 0x8002,
+            vbar: VBAR,
+            sctlr: SCTLR_SPAN,
+        };
+        let d = inject(
+            &g,
+            Injection::DataAbort {
+                far: 0x0b00_0000,
+                write: false,
+                status: fsc::SYNC_EXTERNAL,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.elr_el2, VBAR + 0x600);
+        assert_eq!(d.esr_el1, 0x9200_0010, "EC 0x24, IL 1, DFSC 0x10");
+        assert_eq!(d.far_el1, Some(0x0b00_0000));
+        assert_eq!((d.spsr_el1, d.elr_el1), (spsr, 0x8002));
+        assert_eq!(d.spsr_el2, M_EL1H | SPSR_DAIF);
+        let i = inject(
+            &g,
+            Injection::InstructionAbort {
+                far: 0x1000_0000,
+                status: fsc::SYNC_EXTERNAL,
+            },
+        )
+        .unwrap();
+        assert_eq!((i.elr_el2, i.esr_el1), (VBAR + 0x600, 0x8200_0010));
+        let u = inject(&g, Injection::Undefined).unwrap();
         assert_eq!(
-            inject(&guest(0b1_0011), Injection::Undefined),
-            Err(InjectError::AArch32Guest)
+            (u.elr_el2, u.esr_el1, u.far_el1),
+            (VBAR + 0x600, ESR_IL, None)
         );
-        assert_eq!(
-            inject(&guest(0b1001), Injection::Undefined),
-            Err(InjectError::BadMode(0b1001))
-        );
+    }
+
+    #[test]
+    fn refuses_impossible_modes() {
+        // AArch32 modes other than User would be an AArch32 EL1 (SVC 0x13,
+        // IRQ 0x12, ...), which HCR_EL2.RW rules out; EL2h and EL3h.
+        for mode in [0b1_0011, 0b1_0010, 0b1_1111, 0b1001, 0b1101] {
+            assert_eq!(
+                inject(&guest(mode), Injection::Undefined),
+                Err(InjectError::BadMode(mode))
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Virtual machines: layout, guest image, guest device tree, vcpu exits, firmware calls.
 
+pub mod builder;
 pub mod config;
 pub mod exit;
 pub mod fdt_writer;
@@ -10,6 +11,8 @@ pub mod inject;
 pub mod layout;
 #[cfg(target_os = "none")]
 pub mod machine;
-pub mod mmio;
 pub mod psci;
+#[cfg(test)]
+mod smp_tests;
+pub mod step;
 pub mod vcpu;

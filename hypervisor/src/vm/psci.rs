@@ -130,6 +130,8 @@ pub const MIGRATE_INFO_TYPE_NOT_REQUIRED: u32 = 2;
 pub const AFFINITY_ON: i32 = 0;
 /// AFFINITY_INFO answer: the affinity instance is off.
 pub const AFFINITY_OFF: i32 = 1;
+/// AFFINITY_INFO answer: a CPU_ON for the affinity instance is still pending.
+pub const AFFINITY_ON_PENDING: i32 = 2;
 /// SYSTEM_RESET2 architectural reset type 0: SYSTEM_WARM_RESET.
 pub const SYSTEM_WARM_RESET: u32 = 0;
 
@@ -231,12 +233,14 @@ impl SmcccOutcome {
 pub struct VcpuPower {
     /// Affinity fields of its MPIDR_EL1.
     pub mpidr: u64,
-    /// Whether it is on.
+    /// Whether it is on (or being turned on).
     pub on: bool,
+    /// Accepted by CPU_ON but not yet running guest code.
+    pub pending: bool,
 }
 
 /// Most vcpus one VM may have.
-pub const MAX_VCPUS: usize = 8;
+pub const MAX_VCPUS: usize = crate::vm::config::MAX_VCPUS;
 
 /// Why a vcpu could not be added to a [`PsciState`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +269,7 @@ impl PsciState {
         vcpus[0] = VcpuPower {
             mpidr: boot_mpidr & MPIDR_AFFINITY_MASK,
             on: true,
+            pending: false,
         };
         Self {
             vcpus,
@@ -283,7 +288,11 @@ impl PsciState {
             return Err(PsciStateError::Duplicate);
         }
         let slot = self.vcpus.get_mut(self.count).ok_or(PsciStateError::Full)?;
-        *slot = VcpuPower { mpidr, on: false };
+        *slot = VcpuPower {
+            mpidr,
+            on: false,
+            pending: false,
+        };
         self.count += 1;
         Ok(())
     }
@@ -318,15 +327,36 @@ impl PsciState {
             .map(|v| v.on)
     }
 
-    /// Records the vcpu with this MPIDR as on or off; false if there is none.
+    /// Records the vcpu with this MPIDR as on (running) or off; false if
+    /// there is none.
     pub fn set_power(&mut self, mpidr: u64, on: bool) -> bool {
         match self.find(mpidr).and_then(|i| self.vcpus.get_mut(i)) {
             Some(v) => {
                 v.on = on;
+                v.pending = false;
                 true
             }
             None => false,
         }
+    }
+
+    /// The vcpu with this MPIDR, started by CPU_ON, runs guest code now: its
+    /// CPU_ON is no longer pending. False if there is no such vcpu or it is off.
+    pub fn mark_running(&mut self, mpidr: u64) -> bool {
+        match self.find(mpidr).and_then(|i| self.vcpus.get_mut(i)) {
+            Some(v) if v.on => {
+                v.pending = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a CPU_ON of the vcpu with this MPIDR is still pending.
+    pub fn pending(&self, mpidr: u64) -> bool {
+        self.find(mpidr)
+            .and_then(|i| self.vcpus.get(i))
+            .is_some_and(|v| v.on && v.pending)
     }
 
     /// The VM's vcpus.
@@ -470,10 +500,14 @@ fn cpu_off(state: &mut PsciState) -> SmcccOutcome {
 fn cpu_on(state: &mut PsciState, target: u64, entry: u64, context_id: u64) -> SmcccOutcome {
     let code = match state.power(target) {
         None => ret::INVALID_PARAMETERS,
+        Some(true) if state.pending(target) => ret::ON_PENDING,
         Some(true) => ret::ALREADY_ON,
         Some(false) if !state.entry_ok(entry) => ret::INVALID_ADDRESS,
         Some(false) => {
             state.set_power(target, true);
+            if let Some(v) = state.find(target).and_then(|i| state.vcpus.get_mut(i)) {
+                v.pending = true;
+            }
             return SmcccOutcome {
                 regs: Some([word(ret::SUCCESS), 0, 0, 0]),
                 action: Action::CpuOn {
@@ -495,6 +529,7 @@ fn affinity_info(state: &PsciState, target: u64, lowest_level: u64) -> i32 {
         return ret::INVALID_PARAMETERS;
     }
     match state.power(target) {
+        Some(true) if state.pending(target) => AFFINITY_ON_PENDING,
         Some(true) => AFFINITY_ON,
         Some(false) => AFFINITY_OFF,
         None => ret::INVALID_PARAMETERS,
@@ -810,8 +845,36 @@ mod tests {
             }
         );
         assert_eq!(s.power(1), Some(true));
+        // Accepted, not yet running: a second CPU_ON is ON_PENDING, and so
+        // is AFFINITY_INFO, until the run loop reports the vcpu running.
+        let again = handle(&call(fid::CPU_ON_64, &[1, 0x4008_0000, 0]), &mut s);
+        assert_eq!(again, status(ret::ON_PENDING));
+        assert_eq!(
+            x0(&handle(&call(fid::AFFINITY_INFO_64, &[1, 0]), &mut s)),
+            AFFINITY_ON_PENDING as u64
+        );
+        assert!(s.mark_running(1));
         let again = handle(&call(fid::CPU_ON_64, &[1, 0x4008_0000, 0]), &mut s);
         assert_eq!(again, status(ret::ALREADY_ON));
+        assert_eq!(
+            x0(&handle(&call(fid::AFFINITY_INFO_64, &[1, 0]), &mut s)),
+            AFFINITY_ON as u64
+        );
+        // A failed start turns it off again; CPU_ON may then retry.
+        assert!(s.set_power(1, false));
+        assert!(!s.pending(1));
+        assert_eq!(
+            x0(&handle(&call(fid::AFFINITY_INFO_64, &[1, 0]), &mut s)),
+            AFFINITY_OFF as u64
+        );
+        assert!(matches!(
+            handle(&call(fid::CPU_ON_64, &[1, 0x4008_0000, 0]), &mut s).action,
+            Action::CpuOn { .. }
+        ));
+        // Off vcpus cannot be marked running.
+        assert!(s.set_power(1, false));
+        assert!(!s.mark_running(1));
+        assert!(!s.mark_running(7));
     }
 
     #[test]

@@ -7,78 +7,7 @@
 
 use crate::arch::aarch64::cpu::CpuFeatures;
 
-/// General registers and exit syndrome, laid out for the entry/exit assembly.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuestRegs {
-    /// x0 to x30.
-    pub x: [u64; 31],
-    /// SP_EL0 (the guest's EL0 stack).
-    pub sp_el0: u64,
-    /// The guest PC: ELR_EL2 at exit, restored on entry.
-    pub pc: u64,
-    /// The guest PSTATE: SPSR_EL2 at exit, restored on entry.
-    pub pstate: u64,
-    /// ESR_EL2 at the last exit.
-    pub esr: u64,
-    /// FAR_EL2 at the last exit.
-    pub far: u64,
-    /// HPFAR_EL2 at the last exit.
-    pub hpfar: u64,
-    /// Which EL2 vector the last exit came through (8 to 15).
-    pub vector: u64,
-}
-
-/// The host's callee-saved registers across a guest run (AAPCS64).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HostRegs {
-    /// x19 to x30.
-    pub x19_x30: [u64; 12],
-    /// The host's main stack pointer (SP_EL0).
-    pub sp: u64,
-}
-
-/// What the entry/exit assembly works on; TPIDR_EL2 points at it while the guest runs.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct VcpuContext {
-    /// Guest registers.
-    pub guest: GuestRegs,
-    /// Host registers.
-    pub host: HostRegs,
-}
-
-/// Offsets the assembly uses; checked against the struct layout below.
-pub mod offsets {
-    /// `guest.x[0]`.
-    pub const X0: usize = 0;
-    /// `guest.sp_el0`.
-    pub const SP_EL0: usize = 248;
-    /// `guest.pc` (followed by `pstate`).
-    pub const PC: usize = 256;
-    /// `guest.esr` (followed by `far`).
-    pub const ESR: usize = 272;
-    /// `guest.hpfar` (followed by `vector`).
-    pub const HPFAR: usize = 288;
-    /// `host.x19_x30`.
-    pub const HOST: usize = 304;
-    /// `host.sp`.
-    pub const HOST_SP: usize = 400;
-}
-
-const _: () = {
-    assert!(core::mem::offset_of!(VcpuContext, guest) == offsets::X0);
-    assert!(core::mem::offset_of!(GuestRegs, sp_el0) == offsets::SP_EL0);
-    assert!(core::mem::offset_of!(GuestRegs, pc) == offsets::PC);
-    assert!(core::mem::offset_of!(GuestRegs, pstate) == offsets::PC + 8);
-    assert!(core::mem::offset_of!(GuestRegs, esr) == offsets::ESR);
-    assert!(core::mem::offset_of!(GuestRegs, far) == offsets::ESR + 8);
-    assert!(core::mem::offset_of!(GuestRegs, hpfar) == offsets::HPFAR);
-    assert!(core::mem::offset_of!(GuestRegs, vector) == offsets::HPFAR + 8);
-    assert!(core::mem::offset_of!(VcpuContext, host) == offsets::HOST);
-    assert!(core::mem::offset_of!(HostRegs, sp) == offsets::HOST_SP - offsets::HOST);
-};
+pub use crate::arch::aarch64::context::{offsets, GuestRegs, HostRegs, VcpuContext};
 
 /// HCR_EL2 bits (Arm ARM D23.2, "HCR_EL2").
 pub mod hcr {
@@ -108,6 +37,10 @@ pub mod hcr {
     pub const RW: u64 = 1 << 31;
     /// Trap LORegion registers.
     pub const TLOR: u64 = 1 << 35;
+    /// Trap the RAS error record registers (FEAT_RAS).
+    pub const TERR: u64 = 1 << 36;
+    /// Route synchronous external aborts to EL2 (FEAT_RAS).
+    pub const TEA: u64 = 1 << 37;
     /// Pointer authentication key registers not trapped.
     pub const APK: u64 = 1 << 40;
     /// Pointer authentication instructions not trapped.
@@ -122,6 +55,10 @@ pub mod hcr {
 /// hypervisor), set/way maintenance (hostile-guest item 7),
 /// implementation-defined and auxiliary control registers and LORegions
 /// (UNDEF, item 12). PTW makes a guest's table walk into MMIO fault (item 5).
+/// With FEAT_RAS, TERR keeps the host's error records from the guest (they
+/// read as zero) and TEA brings a device's synchronous external abort to
+/// the hypervisor first, which hands it back (item 9); without it both bits
+/// are RES0.
 pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
     let mut v = hcr::VM
         | hcr::SWIO
@@ -141,6 +78,9 @@ pub fn hcr_for(features: &CpuFeatures, pauth: bool) -> u64 {
     }
     if features.fwb {
         v |= hcr::FWB;
+    }
+    if features.ras {
+        v |= hcr::TERR | hcr::TEA;
     }
     v
 }
@@ -182,6 +122,7 @@ pub fn cptr() -> u64 {
 pub const INITIAL_PSTATE: u64 = 0b0101 | (0b1111 << 6);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::arch::aarch64::cpu::IdRegisters;
@@ -206,7 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn initial_pstate_is_el1h_masked() {
-        assert_eq!(INITIAL_PSTATE, 0x3c5);
+    fn ras_traps_only_where_the_cpu_has_ras() {
+        let mut regs = IdRegisters::default();
+        let without = hcr_for(&CpuFeatures::decode(&regs), false);
+        assert_eq!(without & (hcr::TERR | hcr::TEA), 0, "RES0 without FEAT_RAS");
+        regs.pfr0 = 1 << 28;
+        let with = hcr_for(&CpuFeatures::decode(&regs), false);
+        assert_eq!(with & (hcr::TERR | hcr::TEA), hcr::TERR | hcr::TEA);
+    }
+
+    #[test]
+    fn initial_pstate_is_el1h_with_daif_masked() {
+        use crate::vm::inject::{inject, GuestState, Injection};
+        // An exception taken from it goes to "current EL with SP_ELx" at
+        // VBAR_EL1 + 0x200, which only EL1h in AArch64 selects.
+        let g = GuestState {
+            spsr: INITIAL_PSTATE,
+            pc: 0,
+            vbar: 0x1000,
+            sctlr: 1 << 23,
+        };
+        let s = inject(&g, Injection::Undefined).unwrap();
+        assert_eq!(s.elr_el2, 0x1200);
+        // D, A, I and F (bits 9:6) masked, and nothing else but the mode.
+        assert_eq!(INITIAL_PSTATE >> 6 & 0xf, 0xf);
+        assert_eq!(INITIAL_PSTATE & !(0xf << 6) & !0x1f, 0);
     }
 }

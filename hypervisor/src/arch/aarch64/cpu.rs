@@ -17,6 +17,8 @@ pub struct IdRegisters {
     pub mmfr2: u64,
     /// CTR_EL0.
     pub ctr: u64,
+    /// ID_AA64PFR0_EL1.
+    pub pfr0: u64,
 }
 
 /// What the CPU offers, decoded from [`IdRegisters`].
@@ -38,6 +40,8 @@ pub struct CpuFeatures {
     pub xnx: bool,
     /// CTR_EL0.DminLine: log2 of the smallest data cache line in bytes.
     pub dcache_line_log2: u8,
+    /// FEAT_RAS: ID_AA64PFR0_EL1.RAS != 0 (HCR_EL2.TERR and TEA exist).
+    pub ras: bool,
     /// MIDR_EL1.
     pub midr: u64,
 }
@@ -78,6 +82,7 @@ impl CpuFeatures {
             vmid16: field(regs.mmfr1, 4, 4) == 2,
             xnx: field(regs.mmfr1, 28, 4) == 1,
             dcache_line_log2: field(regs.ctr, 16, 4) as u8 + 2,
+            ras: field(regs.pfr0, 28, 4) != 0,
             midr: regs.midr,
         }
     }
@@ -151,11 +156,12 @@ mod tests {
             mmfr1: 0,
             mmfr2: 0,
             ctr: 0x8444_c004,
+            pfr0: 0x0000_0000_0100_0022,
         };
         let f = CpuFeatures::decode(&regs);
         assert_eq!(f.parange, 4);
         assert_eq!(f.pa_bits, 44);
-        assert!(!f.fwb && !f.dic && !f.idc);
+        assert!(!f.fwb && !f.dic && !f.idc && !f.ras);
         assert_eq!(f.core_name(), "Cortex-A72");
         assert_eq!(f.dcache_line(), 64);
     }
@@ -168,9 +174,10 @@ mod tests {
             mmfr1: (2 << 4) | (1 << 28),
             mmfr2: 1 << 40,
             ctr: (1 << 29) | (1 << 28) | (4 << 16),
+            pfr0: 2 << 28,
         };
         let f = CpuFeatures::decode(&regs);
-        assert!(f.fwb && f.dic && f.idc && f.vmid16 && f.xnx);
+        assert!(f.fwb && f.dic && f.idc && f.vmid16 && f.xnx && f.ras);
         assert_eq!(f.parange, 6);
         assert_eq!(f.pa_bits, 48);
         assert_eq!(f.ps_field(), 5);

@@ -8,7 +8,7 @@
 //! main stack, and returns from `enter_guest` with the vector number. The
 //! exit is then handled in ordinary Rust on the main stack.
 
-use crate::vm::vcpu::{offsets, VcpuContext};
+use super::context::{offsets, VcpuContext};
 
 core::arch::global_asm!(
     r#"
@@ -107,6 +107,63 @@ guest_exit:
 
 extern "C" {
     fn enter_guest(ctx: *mut VcpuContext) -> u64;
+    fn hv_at_s12e1r(va: u64) -> u64;
+    fn hv_at_s12e1w(va: u64) -> u64;
+    static hv_at_s12e1r_fault: u8;
+    static hv_at_s12e1r_resume: u8;
+    static hv_at_s12e1w_fault: u8;
+    static hv_at_s12e1w_resume: u8;
+}
+
+// `AT S12E1R/W` for the guest, as leaf functions with the AT at a known
+// address: x0 = guest VA in, PAR_EL1 out; the guest's PAR_EL1 is kept in x1
+// and restored. SError is unmasked from the AT to the resume point, after a
+// DSB and ISB, so an asynchronous abort caused by the walk is taken inside
+// the window `at_fixups` describes rather than later, somewhere else.
+core::arch::global_asm!(
+    r#"
+    .section .text.guest, "ax"
+    .macro  at_routine name, op
+    .global \name
+\name:
+    mrs     x1, par_el1
+    msr     daifclr, #4
+    .global \name\()_fault
+\name\()_fault:
+    at      \op, x0
+    isb
+    mrs     x0, par_el1
+    dsb     sy
+    isb
+    .global \name\()_resume
+\name\()_resume:
+    msr     daifset, #4
+    msr     par_el1, x1
+    isb
+    ret
+    .endm
+
+    at_routine hv_at_s12e1r, s12e1r
+    at_routine hv_at_s12e1w, s12e1w
+"#
+);
+
+/// The AT instructions above and where each resumes when it faults.
+pub fn at_fixups() -> [super::trap::Fixup; 2] {
+    let fixup = |fault: *const u8, resume: *const u8| super::trap::Fixup {
+        fault_pc: fault as u64,
+        resume_pc: resume as u64,
+    };
+    [
+        fixup(
+            &raw const hv_at_s12e1r_fault,
+            &raw const hv_at_s12e1r_resume,
+        ),
+        fixup(
+            &raw const hv_at_s12e1w_fault,
+            &raw const hv_at_s12e1w_resume,
+        ),
+    ]
 }
 
 /// Runs the guest until its next exit; returns the EL2 vector number (8-15)
@@ -218,32 +275,17 @@ impl crate::vm::exit::GuestArch for HwGuestArch {
     }
 
     fn translate_guest_va(&mut self, va: u64, write: bool) -> u64 {
-        let par: u64;
-        // SAFETY: AT walks the guest's tables through stage 2 without
-        // accessing memory architecturally visible to software; the guest's
-        // own PAR_EL1 is saved and restored around it.
+        // SAFETY: the routines only run AT on `va` (which walks the guest's
+        // tables through stage 2 and accesses no memory architecturally
+        // visible to software) and restore the guest's PAR_EL1; an external
+        // abort the walk takes is turned into a failed PAR by `at_fixups`.
         unsafe {
             if write {
-                core::arch::asm!(
-                    "mrs {saved}, par_el1",
-                    "at s12e1w, {va}",
-                    "isb",
-                    "mrs {par}, par_el1",
-                    "msr par_el1, {saved}",
-                    va = in(reg) va, par = out(reg) par, saved = out(reg) _,
-                    options(nostack, preserves_flags))
+                hv_at_s12e1w(va)
             } else {
-                core::arch::asm!(
-                    "mrs {saved}, par_el1",
-                    "at s12e1r, {va}",
-                    "isb",
-                    "mrs {par}, par_el1",
-                    "msr par_el1, {saved}",
-                    va = in(reg) va, par = out(reg) par, saved = out(reg) _,
-                    options(nostack, preserves_flags))
+                hv_at_s12e1r(va)
             }
-        };
-        par
+        }
     }
 
     fn clean_invalidate_set_way(&mut self, operand: u64) {

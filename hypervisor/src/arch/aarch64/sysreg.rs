@@ -29,6 +29,7 @@ pub fn id_registers() -> IdRegisters {
         mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
         mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
         ctr: read_sysreg!("ctr_el0"),
+        pfr0: read_sysreg!("id_aa64pfr0_el1"),
     }
 }
 

@@ -25,28 +25,89 @@ impl El2TlbMaint for El2Tlb {
     }
 }
 
-/// TLB maintenance for a guest's stage 2. The VM's VTTBR_EL2 must be loaded
-/// (the TLBIs act on its VMID).
-pub struct Stage2Tlb;
+/// TLB maintenance for one VM's stage 2, by the VM's VMID.
+///
+/// The `TLBI` instructions that act on stage 2 take their VMID from the
+/// VTTBR_EL2 loaded on the CPU that issues them. When that is not the VM's
+/// (the VM is being built, or the CPU runs nothing yet), the VM's VTTBR is
+/// loaded around the maintenance and the previous value put back, as KVM's
+/// `__tlb_switch_to_guest` does; the inner-shareable forms then reach every
+/// CPU running the VM.
+pub struct Stage2Tlb {
+    vttbr: u64,
+}
 
-impl Stage2TlbMaint for Stage2Tlb {
-    fn invalidate_ipa(&mut self, ipa: Ipa, _level: usize) {
-        // SAFETY: TLB invalidation by IPA only drops cached translations.
+impl Stage2Tlb {
+    /// Maintenance for the VM whose VTTBR_EL2 (root and VMID) is `vttbr`.
+    pub const fn for_vm(vttbr: u64) -> Self {
+        Self { vttbr }
+    }
+
+    /// Runs `f` with this VM's VTTBR_EL2 loaded, then restores the CPU's.
+    fn with_vmid(&self, f: impl FnOnce()) {
+        let current: u64;
+        // SAFETY: reading VTTBR_EL2 has no side effects.
         unsafe {
-            asm!("dsb ishst", "tlbi ipas2e1is, {}", in(reg) ipa.raw() >> 12,
+            asm!("mrs {}, vttbr_el2", out(reg) current, options(nomem, nostack, preserves_flags))
+        };
+        if current == self.vttbr {
+            f();
+            return;
+        }
+        // SAFETY: this runs at EL2 with no guest executing on this CPU, so
+        // swapping VTTBR_EL2 changes no live translation; the previous value
+        // is restored after the maintenance completes.
+        unsafe {
+            asm!("msr vttbr_el2, {}", "isb", in(reg) self.vttbr, options(nostack, preserves_flags))
+        };
+        f();
+        // SAFETY: as above; the DSB completes the maintenance first.
+        unsafe {
+            asm!("dsb ish", "msr vttbr_el2, {}", "isb", in(reg) current,
                 options(nostack, preserves_flags))
         };
     }
 
+    /// Drops every TLB entry of this VMID, stage 1 and stage 2
+    /// (`TLBI VMALLS12E1IS`), on every CPU, and waits for completion.
+    pub fn invalidate_vmid(&mut self) {
+        self.with_vmid(|| {
+            // SAFETY: TLB invalidation only drops cached translations.
+            unsafe {
+                asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    "isb",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
+    }
+}
+
+impl Stage2TlbMaint for Stage2Tlb {
+    fn invalidate_ipa(&mut self, ipa: Ipa, _level: usize) {
+        self.with_vmid(|| {
+            // SAFETY: TLB invalidation by IPA only drops cached translations.
+            unsafe {
+                asm!("dsb ishst", "tlbi ipas2e1is, {}", in(reg) ipa.raw() >> 12,
+                    options(nostack, preserves_flags))
+            };
+        });
+    }
+
     fn invalidate_all_stage1_for_vmid(&mut self) {
-        // SAFETY: as above, for all stage-1 entries of the current VMID.
-        unsafe {
-            asm!(
-                "dsb ish",
-                "tlbi vmalle1is",
-                options(nostack, preserves_flags)
-            )
-        };
+        self.with_vmid(|| {
+            // SAFETY: as above, for all stage-1 entries of the VMID.
+            unsafe {
+                asm!(
+                    "dsb ish",
+                    "tlbi vmalle1is",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
     }
 
     fn sync(&mut self) {
@@ -95,24 +156,6 @@ pub unsafe fn dcache_range(op: CacheOp, start: u64, len: u64, line: u64) {
     }
     // SAFETY: barriers only wait for the maintenance above.
     unsafe { asm!("dsb sy", "isb", options(nostack, preserves_flags)) };
-}
-
-impl Stage2Tlb {
-    /// Drops every TLB entry of the current VMID, stage 1 and stage 2
-    /// (`TLBI VMALLS12E1IS`), and waits for completion: for when a VMID's
-    /// tables are about to be freed or reused.
-    pub fn invalidate_vmid(&mut self) {
-        // SAFETY: TLB invalidation only drops cached translations.
-        unsafe {
-            asm!(
-                "dsb ishst",
-                "tlbi vmalls12e1is",
-                "dsb ish",
-                "isb",
-                options(nostack, preserves_flags)
-            )
-        };
-    }
 }
 
 /// Zeroes `[start, start + len)` with `DC ZVA` (a whole block of

@@ -1,5 +1,6 @@
 use super::*;
 use crate::pci::ecam::fake::{FakeEcam, FakeFn};
+use crate::pci::types::BarKind;
 use crate::platform::PciWindow;
 
 const MIB: u64 = 1 << 20;

@@ -144,11 +144,49 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::devices::mmio::{
+    is_aligned, truncate, Effect, Effects, MmioDevice, MmioError, MmioResult, VcpuId,
+};
 use crate::mm::addr::{Ipa, IpaRange, PhysAddr, PAGE_SIZE};
 use crate::mm::attrs::BarPolicy;
 use crate::pci::types::{BarKind, Bdf, PassthroughDevice};
-use crate::vm::layout;
-use crate::vm::mmio::{is_aligned, truncate, MmioDevice, MmioError, MmioResult};
+
+/// The guest's PCI memory windows: where the virtual bus may place BARs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestWindows {
+    /// For 32-bit BARs.
+    pub mmio32: IpaRange,
+    /// For 64-bit BARs.
+    pub mmio64: IpaRange,
+}
+
+impl GuestWindows {
+    /// The window a BAR of `kind` lives in.
+    pub fn for_kind(&self, kind: BarKind) -> IpaRange {
+        if kind == BarKind::Mem64 {
+            self.mmio64
+        } else {
+            self.mmio32
+        }
+    }
+}
+
+impl From<BarEvent> for Effect {
+    fn from(e: BarEvent) -> Self {
+        match e {
+            BarEvent::Map {
+                guest,
+                host,
+                policy,
+            } => Effect::MapBar {
+                ipa: guest,
+                pa: host,
+                policy,
+            },
+            BarEvent::Unmap { guest } => Effect::UnmapBar { ipa: guest },
+        }
+    }
+}
 
 /// The configuration space of one physical device, as the virtual bus needs
 /// it. Adapted from host ECAM access by whoever builds the bus.
@@ -282,6 +320,8 @@ struct VBar {
     size: u64,
     host: PhysAddr,
     policy: BarPolicy,
+    /// The guest window it must stay in.
+    window: IpaRange,
     /// Committed guest address: always legal, and disjoint from every other
     /// BAR's.
     addr: u64,
@@ -332,16 +372,7 @@ impl VBar {
     }
 
     fn window(&self) -> IpaRange {
-        window_for(self.kind)
-    }
-}
-
-/// The guest window a BAR of `kind` lives in.
-fn window_for(kind: BarKind) -> IpaRange {
-    if kind == BarKind::Mem64 {
-        layout::PCI_MMIO64
-    } else {
-        layout::PCI_MMIO32
+        self.window
     }
 }
 
@@ -410,6 +441,7 @@ impl VirtualPciBus {
     pub fn new(
         devices: &[PassthroughDevice],
         phys: Vec<Box<dyn PhysicalConfig + Send>>,
+        windows: GuestWindows,
     ) -> Result<Self, VconfigError> {
         if devices.len() != phys.len() {
             return Err(VconfigError::PhysCount {
@@ -433,7 +465,7 @@ impl VirtualPciBus {
                     header_type: dev.header_type,
                 });
             }
-            let bars = shadow_bars(dev)?;
+            let bars = shadow_bars(dev, &windows)?;
             let subsystem = phys.read32(0x2C);
             phys.write(REG_COMMAND, 2, u32::from(CMD_INTX_DISABLE));
             out.push(VDevice {
@@ -450,7 +482,7 @@ impl VirtualPciBus {
                 warned: Warned::default(),
             });
         }
-        assign(&mut out)?;
+        assign(&mut out, &windows)?;
         Ok(Self {
             devices: out,
             events: Vec::new(),
@@ -776,7 +808,10 @@ fn bar_reg(bars: &[Option<VBar>; 6], reg: u16) -> BarReg {
 }
 
 /// The shadow BARs of `dev`, not yet placed.
-fn shadow_bars(dev: &PassthroughDevice) -> Result<[Option<VBar>; 6], VconfigError> {
+fn shadow_bars(
+    dev: &PassthroughDevice,
+    windows: &GuestWindows,
+) -> Result<[Option<VBar>; 6], VconfigError> {
     let mut bars: [Option<VBar>; 6] = [None; 6];
     let mut used = [false; 6];
     for (bar, policy) in dev.bars.iter().flatten() {
@@ -815,6 +850,7 @@ fn shadow_bars(dev: &PassthroughDevice) -> Result<[Option<VBar>; 6], VconfigErro
         }
         if let Some(entry) = bars.get_mut(slot) {
             *entry = Some(VBar {
+                window: windows.for_kind(bar.kind),
                 kind: bar.kind,
                 prefetchable: bar.prefetchable,
                 size,
@@ -832,9 +868,9 @@ fn shadow_bars(dev: &PassthroughDevice) -> Result<[Option<VBar>; 6], VconfigErro
 /// Gives every BAR a guest address: per window, largest first, each at the
 /// next naturally aligned free address, so nothing is wasted between BARs of
 /// decreasing size.
-fn assign(devices: &mut [VDevice]) -> Result<(), VconfigError> {
+fn assign(devices: &mut [VDevice], windows: &GuestWindows) -> Result<(), VconfigError> {
     for kind in [BarKind::Mem32, BarKind::Mem64] {
-        let window = window_for(kind);
+        let window = windows.for_kind(kind);
         let mut order: Vec<(u64, usize, usize)> = Vec::new();
         for (d, dev) in devices.iter().enumerate() {
             for (s, bar) in dev.bars.iter().enumerate() {
@@ -886,12 +922,9 @@ fn lanes(offset: u64, size: u8) -> (u16, u32, u32) {
     (reg, shift, mask)
 }
 
-impl MmioDevice for VirtualPciBus {
-    fn name(&self) -> &'static str {
-        "pci-ecam"
-    }
-
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+impl VirtualPciBus {
+    /// A config-space load of `size` bytes at ECAM `offset`.
+    pub fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
         if !access_ok(offset, size) {
             return Err(MmioError::BadAccess);
         }
@@ -903,7 +936,9 @@ impl MmioDevice for VirtualPciBus {
         Ok(truncate(u64::from(dword >> shift), size))
     }
 
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+    /// A config-space store; the stage-2 changes it causes are queued for
+    /// [`Self::take_events`].
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
         if !access_ok(offset, size) {
             return Err(MmioError::BadAccess);
         }
@@ -914,5 +949,32 @@ impl MmioDevice for VirtualPciBus {
         let value = (truncate(value, size) << shift) as u32;
         self.write_dword(d, reg, value, mask);
         Ok(())
+    }
+}
+
+/// On the MMIO bus, the stage-2 changes a write causes leave as effects.
+/// Config space is the same for every vCPU.
+impl MmioDevice for VirtualPciBus {
+    fn name(&self) -> &'static str {
+        "pci-ecam"
+    }
+
+    fn read(&mut self, _: VcpuId, offset: u64, size: u8, _: &mut Effects) -> MmioResult<u64> {
+        VirtualPciBus::read(self, offset, size)
+    }
+
+    fn write(
+        &mut self,
+        _: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        fx: &mut Effects,
+    ) -> MmioResult<()> {
+        let r = VirtualPciBus::write(self, offset, size, value);
+        for event in self.take_events() {
+            fx.push(event.into());
+        }
+        r
     }
 }

@@ -9,12 +9,23 @@
 )]
 
 use super::*;
+use crate::devices::mmio::{BusAccess, DispatchResult, Effects, MmioBus, VcpuId};
 use crate::pci::types::Bar;
-use crate::vm::mmio::{BusAccess, DispatchResult, MmioBus};
+use crate::vm::layout;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use spin::Mutex;
+
+/// The guest windows of the VM layout.
+const WINDOWS: GuestWindows = GuestWindows {
+    mmio32: layout::PCI_MMIO32,
+    mmio64: layout::PCI_MMIO64,
+};
+
+fn window_for(kind: BarKind) -> IpaRange {
+    WINDOWS.for_kind(kind)
+}
 
 const SUBSYSTEM: u32 = 0x1100_1AF4;
 /// Physical status: Capabilities List and Received Master Abort.
@@ -183,7 +194,7 @@ fn build(devs: &[PassthroughDevice]) -> (VirtualPciBus, Vec<Fake>) {
         .iter()
         .map(|f| Box::new(f.clone()) as Box<dyn PhysicalConfig + Send>)
         .collect();
-    let bus = VirtualPciBus::new(devs, phys).unwrap();
+    let bus = VirtualPciBus::new(devs, phys, WINDOWS).unwrap();
     for f in &fakes {
         f.clear_writes();
     }
@@ -353,7 +364,7 @@ fn new_puts_the_physical_command_register_in_the_virtual_state() {
         .iter()
         .map(|f| Box::new(f.clone()) as Box<dyn PhysicalConfig + Send>)
         .collect();
-    let mut bus = VirtualPciBus::new(&devs, phys).unwrap();
+    let mut bus = VirtualPciBus::new(&devs, phys, WINDOWS).unwrap();
     for (i, f) in fakes.iter().enumerate() {
         assert_eq!(f.writes(), [(0x04, 2, 0x0400)]);
         assert_eq!(rd(&mut bus, i as u64, 0x04, 2), 0);
@@ -770,15 +781,20 @@ fn malformed_accesses_are_bad_accesses() {
         sixty_four: true,
     };
     assert_eq!(
-        mmio.dispatch(Ipa::new(base), load(8)),
+        mmio.dispatch(VcpuId(0), Ipa::new(base), load(8), &mut Effects::new()),
         DispatchResult::Read(u64::MAX)
     );
     assert_eq!(
-        mmio.dispatch(Ipa::new(base + 0x12), load(4)),
+        mmio.dispatch(
+            VcpuId(0),
+            Ipa::new(base + 0x12),
+            load(4),
+            &mut Effects::new()
+        ),
         DispatchResult::Read(0xFFFF_FFFF)
     );
     assert_eq!(
-        mmio.dispatch(Ipa::new(base), load(4)),
+        mmio.dispatch(VcpuId(0), Ipa::new(base), load(4), &mut Effects::new()),
         DispatchResult::Read(0x1041_1AF4)
     );
     let store = BusAccess {
@@ -789,14 +805,14 @@ fn malformed_accesses_are_bad_accesses() {
         sixty_four: true,
     };
     assert_eq!(
-        mmio.dispatch(Ipa::new(base + 0x04), store),
+        mmio.dispatch(VcpuId(0), Ipa::new(base + 0x04), store, &mut Effects::new()),
         DispatchResult::WriteDone
     );
     assert!(fakes[0].writes().is_empty());
     // The last byte of the ECAM is a function the guest does not own.
     let last = layout::PCI_ECAM.end().raw() - 4;
     assert_eq!(
-        mmio.dispatch(Ipa::new(last), load(4)),
+        mmio.dispatch(VcpuId(0), Ipa::new(last), load(4), &mut Effects::new()),
         DispatchResult::Read(0xFFFF_FFFF)
     );
 }
@@ -836,7 +852,7 @@ fn try_new(devs: &[PassthroughDevice]) -> Result<VirtualPciBus, VconfigError> {
         .iter()
         .map(|d| Box::new(Fake::new(d)) as Box<dyn PhysicalConfig + Send>)
         .collect();
-    VirtualPciBus::new(devs, phys)
+    VirtualPciBus::new(devs, phys, WINDOWS)
 }
 
 #[test]
@@ -941,7 +957,7 @@ fn new_refuses_what_it_cannot_show() {
     assert!(try_new(&many[..32]).is_ok());
     let devs = devices();
     assert_eq!(
-        VirtualPciBus::new(&devs, Vec::new()).err(),
+        VirtualPciBus::new(&devs, Vec::new(), WINDOWS).err(),
         Some(VconfigError::PhysCount {
             devices: 3,
             phys: 0
@@ -954,7 +970,7 @@ fn new_refuses_what_it_cannot_show() {
 
 #[test]
 fn an_empty_bus_has_no_devices() {
-    let mut bus = VirtualPciBus::new(&[], Vec::new()).unwrap();
+    let mut bus = VirtualPciBus::new(&[], Vec::new(), WINDOWS).unwrap();
     assert_eq!(bus.read(0, 2), Ok(0xFFFF));
     assert_eq!(bus.write(0x04, 2, 0xFFFF), Ok(()));
     assert_eq!(bus.mapped().count(), 0);

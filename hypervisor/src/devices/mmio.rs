@@ -1,8 +1,9 @@
 //! The MMIO bus: emulated devices behind stage-2 data aborts.
 //!
 //! The vcpu loop decodes a data abort with a valid syndrome into a
-//! [`BusAccess`] and calls [`MmioBus::dispatch`] with the fault IPA. The bus
-//! finds the device, hands it an offset and a size, and turns the answer into
+//! [`BusAccess`] and calls [`MmioBus::dispatch`] with the fault IPA and the
+//! calling vCPU. The bus finds the device, hands it the vCPU, an offset and a
+//! size, and turns the answer into
 //! what goes into the transfer register: the loaded bytes sign- or
 //! zero-extended as the load instruction asks (ISS.SSE and ISS.SF; Arm ARM,
 //! ESR_EL2, "ISS encoding for an exception from a Data Abort").
@@ -16,6 +17,15 @@
 //! the guest to take an abort answers [`MmioError::Refused`] instead, and an
 //! access to no device, or one that runs past the end of a device's region,
 //! is [`DispatchResult::Unmapped`]: the caller injects a data abort.
+//!
+//! Devices know nothing of the VM. What an access changes beyond the device's
+//! own registers (a BAR appearing in stage 2, an interrupt line) is pushed as
+//! an [`Effect`]; the VM applies the effects before the vCPU resumes.
+//!
+//! The bus is shared by every vCPU of its VM. The device list is fixed once
+//! the VM is built; each device sits behind its own lock, held only for the
+//! one access (never across guest entry), so vCPUs touching different devices
+//! never wait for each other.
 
 #![deny(
     clippy::unwrap_used,
@@ -25,8 +35,73 @@
 )]
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
-use crate::mm::addr::{Ipa, IpaRange};
+use spin::Mutex;
+
+use crate::mm::addr::{Ipa, IpaRange, PhysAddr};
+use crate::mm::attrs::BarPolicy;
+
+/// Which vCPU of its VM made an access: its index, 0 for the boot vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct VcpuId(pub usize);
+
+/// What an access asks of the VM beyond the device's own state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Map guest `ipa` to host `pa` in stage 2 with a BAR's policy.
+    MapBar {
+        /// Where the guest placed the BAR.
+        ipa: IpaRange,
+        /// The BAR's physical address.
+        pa: PhysAddr,
+        /// Its memory-attribute policy.
+        policy: BarPolicy,
+    },
+    /// Remove a BAR's mapping from stage 2.
+    UnmapBar {
+        /// The range that was mapped.
+        ipa: IpaRange,
+    },
+    /// An interrupt line the device drives changed level.
+    Line {
+        /// The interrupt's ID in the guest's interrupt controller.
+        intid: u32,
+        /// Asserted.
+        level: bool,
+    },
+}
+
+/// The effects of one or more accesses, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects(Vec<Effect>);
+
+impl Effects {
+    /// None yet. Allocates nothing until the first push.
+    pub const fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Appends one effect.
+    pub fn push(&mut self, effect: Effect) {
+        self.0.push(effect);
+    }
+
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The effects so far, in order.
+    pub fn as_slice(&self) -> &[Effect] {
+        &self.0
+    }
+
+    /// Takes every effect out, oldest first.
+    pub fn drain(&mut self) -> impl Iterator<Item = Effect> + '_ {
+        self.0.drain(..)
+    }
+}
 
 /// Why a device did not complete an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,14 +118,22 @@ pub type MmioResult<T> = Result<T, MmioError>;
 /// A device emulated behind trapped MMIO. `offset` is from the start of the
 /// device's region and `offset + size` never passes its end; `size` is 1, 2,
 /// 4 or 8. Written values are masked to `size` bytes, and a read result's
-/// bytes beyond `size` are ignored.
+/// bytes beyond `size` are ignored. `vcpu` is the vCPU making the access;
+/// whatever the access changes outside the device goes into `fx`.
 pub trait MmioDevice {
     /// Name, for logs.
     fn name(&self) -> &'static str;
     /// A load of `size` bytes at `offset`.
-    fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64>;
+    fn read(&mut self, vcpu: VcpuId, offset: u64, size: u8, fx: &mut Effects) -> MmioResult<u64>;
     /// A store of the low `size` bytes of `value` at `offset`.
-    fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()>;
+    fn write(
+        &mut self,
+        vcpu: VcpuId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        fx: &mut Effects,
+    ) -> MmioResult<()>;
 }
 
 /// A trapped access, as the data abort syndrome describes it.
@@ -97,7 +180,8 @@ pub const MAX_DEVICES: usize = 16;
 
 struct Region {
     range: IpaRange,
-    device: Box<dyn MmioDevice + Send>,
+    name: &'static str,
+    device: Mutex<Box<dyn MmioDevice + Send>>,
 }
 
 /// A VM's emulated devices, each owning a range of IPAs.
@@ -142,7 +226,11 @@ impl MmioBus {
             .iter_mut()
             .find(|r| r.is_none())
             .ok_or(BusError::Full)?;
-        *slot = Some(Region { range, device });
+        *slot = Some(Region {
+            range,
+            name: device.name(),
+            device: Mutex::new(device),
+        });
         Ok(())
     }
 
@@ -152,17 +240,26 @@ impl MmioBus {
             .iter()
             .flatten()
             .find(|r| r.range.contains(ipa))
-            .map(|r| (r.range, r.device.name()))
+            .map(|r| (r.range, r.name))
     }
 
-    /// Performs one trapped access at `ipa`. Never panics.
-    pub fn dispatch(&mut self, ipa: Ipa, access: BusAccess) -> DispatchResult {
+    /// Performs one trapped access at `ipa` by `vcpu`, pushing what it changes
+    /// outside the device onto `fx`. Never panics. Never inlined: the
+    /// debugger's breakpoint for every emulated access (`hv-break-mmio`).
+    #[inline(never)]
+    pub fn dispatch(
+        &self,
+        vcpu: VcpuId,
+        ipa: Ipa,
+        access: BusAccess,
+        fx: &mut Effects,
+    ) -> DispatchResult {
         if !matches!(access.size, 1 | 2 | 4 | 8) {
             return DispatchResult::DeviceError;
         }
         let Some(region) = self
             .regions
-            .iter_mut()
+            .iter()
             .flatten()
             .find(|r| r.range.contains(ipa))
         else {
@@ -176,16 +273,14 @@ impl MmioBus {
             _ => return DispatchResult::Unmapped,
         }
         let size = access.size;
+        let mut device = region.device.lock();
         if access.write {
-            match region
-                .device
-                .write(offset, size, truncate(access.value, size))
-            {
+            match device.write(vcpu, offset, size, truncate(access.value, size), fx) {
                 Ok(()) | Err(MmioError::BadAccess) => DispatchResult::WriteDone,
                 Err(MmioError::Refused) => DispatchResult::DeviceError,
             }
         } else {
-            match region.device.read(offset, size) {
+            match device.read(vcpu, offset, size, fx) {
                 Ok(v) => {
                     DispatchResult::Read(extend(v, size, access.sign_extend, access.sixty_four))
                 }
@@ -268,7 +363,13 @@ mod tests {
             "regs"
         }
 
-        fn read(&mut self, offset: u64, size: u8) -> MmioResult<u64> {
+        fn read(
+            &mut self,
+            _vcpu: VcpuId,
+            offset: u64,
+            size: u8,
+            _fx: &mut Effects,
+        ) -> MmioResult<u64> {
             if offset == 0x10 {
                 return Err(MmioError::Refused);
             }
@@ -278,7 +379,14 @@ mod tests {
             Ok(self.pattern)
         }
 
-        fn write(&mut self, offset: u64, size: u8, value: u64) -> MmioResult<()> {
+        fn write(
+            &mut self,
+            _vcpu: VcpuId,
+            offset: u64,
+            size: u8,
+            value: u64,
+            _fx: &mut Effects,
+        ) -> MmioResult<()> {
             if offset == 0x10 {
                 return Err(MmioError::Refused);
             }
@@ -297,10 +405,17 @@ mod tests {
         fn name(&self) -> &'static str {
             "raw"
         }
-        fn read(&mut self, _: u64, _: u8) -> MmioResult<u64> {
+        fn read(&mut self, _vcpu: VcpuId, _: u64, _: u8, _fx: &mut Effects) -> MmioResult<u64> {
             Ok(self.0)
         }
-        fn write(&mut self, _: u64, _: u8, _: u64) -> MmioResult<()> {
+        fn write(
+            &mut self,
+            _vcpu: VcpuId,
+            _: u64,
+            _: u8,
+            _: u64,
+            _fx: &mut Effects,
+        ) -> MmioResult<()> {
             Ok(())
         }
     }
@@ -376,28 +491,53 @@ mod tests {
         top.register(range(u64::MAX - 0xFFF, 0xFFF), Box::new(Raw(7)))
             .unwrap();
         assert_eq!(
-            top.dispatch(Ipa::new(u64::MAX - 4), load(4, false, true)),
+            top.dispatch(
+                VcpuId(0),
+                Ipa::new(u64::MAX - 4),
+                load(4, false, true),
+                &mut Effects::new()
+            ),
             DispatchResult::Read(7)
         );
         assert_eq!(
-            top.dispatch(Ipa::new(u64::MAX - 1), load(4, false, true)),
+            top.dispatch(
+                VcpuId(0),
+                Ipa::new(u64::MAX - 1),
+                load(4, false, true),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert_eq!(
-            top.dispatch(Ipa::new(u64::MAX), load(8, false, true)),
+            top.dispatch(
+                VcpuId(0),
+                Ipa::new(u64::MAX),
+                load(8, false, true),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
     }
 
     #[test]
     fn dispatch_finds_the_device_and_its_offset() {
-        let (mut bus, log) = bus_with_regs();
+        let (bus, log) = bus_with_regs();
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0004), load(4, false, false)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0004),
+                load(4, false, false),
+                &mut Effects::new()
+            ),
             DispatchResult::Read(0x1234_5678)
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0008), store(4, 0xFFFF_FFFF_AABB_CCDD)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0008),
+                store(4, 0xFFFF_FFFF_AABB_CCDD),
+                &mut Effects::new()
+            ),
             DispatchResult::WriteDone
         );
         assert_eq!(*log.lock(), [(8, 4, 0xAABB_CCDD)]);
@@ -410,25 +550,50 @@ mod tests {
 
     #[test]
     fn no_device_or_crossing_the_end_is_unmapped() {
-        let (mut bus, log) = bus_with_regs();
+        let (bus, log) = bus_with_regs();
         assert_eq!(
-            bus.dispatch(Ipa::new(0x8FF_FFFC), load(4, false, false)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x8FF_FFFC),
+                load(4, false, false),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_1000), store(4, 0)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_1000),
+                store(4, 0),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0FFE), load(4, false, false)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0FFE),
+                load(4, false, false),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0FFC), store(8, 0)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0FFC),
+                store(8, 0),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(u64::MAX), load(8, false, true)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(u64::MAX),
+                load(8, false, true),
+                &mut Effects::new()
+            ),
             DispatchResult::Unmapped
         );
         assert!(log.lock().is_empty());
@@ -436,37 +601,53 @@ mod tests {
 
     #[test]
     fn bad_width_or_alignment_reads_all_ones_and_drops_writes() {
-        let (mut bus, log) = bus_with_regs();
+        let (bus, log) = bus_with_regs();
         let at = Ipa::new(0x900_0004);
         assert_eq!(
-            bus.dispatch(at, load(1, false, false)),
+            bus.dispatch(VcpuId(0), at, load(1, false, false), &mut Effects::new()),
             DispatchResult::Read(0xFF)
         );
         assert_eq!(
-            bus.dispatch(at, load(2, false, true)),
+            bus.dispatch(VcpuId(0), at, load(2, false, true), &mut Effects::new()),
             DispatchResult::Read(0xFFFF)
         );
         assert_eq!(
-            bus.dispatch(at, load(8, false, true)),
+            bus.dispatch(VcpuId(0), at, load(8, false, true), &mut Effects::new()),
             DispatchResult::Read(u64::MAX)
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0006), load(4, false, true)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0006),
+                load(4, false, true),
+                &mut Effects::new()
+            ),
             DispatchResult::Read(0xFFFF_FFFF)
         );
         // All ones through LDRSB/LDRSH: the register is all ones at its width.
         assert_eq!(
-            bus.dispatch(at, load(1, true, true)),
+            bus.dispatch(VcpuId(0), at, load(1, true, true), &mut Effects::new()),
             DispatchResult::Read(u64::MAX)
         );
         assert_eq!(
-            bus.dispatch(at, load(2, true, false)),
+            bus.dispatch(VcpuId(0), at, load(2, true, false), &mut Effects::new()),
             DispatchResult::Read(0xFFFF_FFFF)
         );
-        assert_eq!(bus.dispatch(at, store(1, 0x55)), DispatchResult::WriteDone);
-        assert_eq!(bus.dispatch(at, store(8, 0x55)), DispatchResult::WriteDone);
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0002), store(4, 0x55)),
+            bus.dispatch(VcpuId(0), at, store(1, 0x55), &mut Effects::new()),
+            DispatchResult::WriteDone
+        );
+        assert_eq!(
+            bus.dispatch(VcpuId(0), at, store(8, 0x55), &mut Effects::new()),
+            DispatchResult::WriteDone
+        );
+        assert_eq!(
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0002),
+                store(4, 0x55),
+                &mut Effects::new()
+            ),
             DispatchResult::WriteDone
         );
         assert!(
@@ -477,18 +658,33 @@ mod tests {
 
     #[test]
     fn refused_accesses_and_impossible_sizes_are_device_errors() {
-        let (mut bus, _) = bus_with_regs();
+        let (bus, _) = bus_with_regs();
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0010), load(4, false, false)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0010),
+                load(4, false, false),
+                &mut Effects::new()
+            ),
             DispatchResult::DeviceError
         );
         assert_eq!(
-            bus.dispatch(Ipa::new(0x900_0010), store(4, 0)),
+            bus.dispatch(
+                VcpuId(0),
+                Ipa::new(0x900_0010),
+                store(4, 0),
+                &mut Effects::new()
+            ),
             DispatchResult::DeviceError
         );
         for size in [0, 3, 5, 16, 255] {
             assert_eq!(
-                bus.dispatch(Ipa::new(0x900_0000), load(size, false, true)),
+                bus.dispatch(
+                    VcpuId(0),
+                    Ipa::new(0x900_0000),
+                    load(size, false, true),
+                    &mut Effects::new()
+                ),
                 DispatchResult::DeviceError
             );
         }
@@ -498,7 +694,12 @@ mod tests {
         let mut bus = MmioBus::new();
         bus.register(range(0x1000, 0x1000), Box::new(Raw(pattern)))
             .unwrap();
-        match bus.dispatch(Ipa::new(0x1000), load(size, sign_extend, sixty_four)) {
+        match bus.dispatch(
+            VcpuId(0),
+            Ipa::new(0x1000),
+            load(size, sign_extend, sixty_four),
+            &mut Effects::new(),
+        ) {
             DispatchResult::Read(v) => v,
             other => panic!("{other:?}"),
         }
@@ -562,7 +763,9 @@ mod tests {
                 sign_extend: s & 4 != 0,
                 sixty_four: s & 8 != 0,
             };
-            if let DispatchResult::Read(v) = bus.dispatch(Ipa::new(ipa), access) {
+            if let DispatchResult::Read(v) =
+                bus.dispatch(VcpuId(0), Ipa::new(ipa), access, &mut Effects::new())
+            {
                 if !access.sixty_four {
                     assert_eq!(v >> 32, 0, "a W register never holds more than 32 bits");
                 }
