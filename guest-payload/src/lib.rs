@@ -20,6 +20,7 @@ pub mod mmu;
 pub mod pci;
 pub mod platform;
 pub mod smccc;
+pub mod smp;
 pub mod trap;
 pub mod wc;
 

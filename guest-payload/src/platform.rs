@@ -106,6 +106,86 @@ impl<const N: usize> RegionList<N> {
     }
 }
 
+/// The CPUs the device tree lists under `/cpus`, by MPIDR affinity (their
+/// `reg`), in device-tree order. CPUs beyond the capacity are dropped and
+/// remembered as lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuList {
+    mpidrs: [u64; CpuList::CAPACITY],
+    len: usize,
+    lost: bool,
+}
+
+impl Default for CpuList {
+    fn default() -> Self {
+        CpuList {
+            mpidrs: [0; CpuList::CAPACITY],
+            len: 0,
+            lost: false,
+        }
+    }
+}
+
+impl CpuList {
+    /// How many CPUs are kept.
+    pub const CAPACITY: usize = 8;
+
+    /// A list from MPIDR affinities; those beyond the capacity are lost.
+    pub fn from_mpidrs(mpidrs: &[u64]) -> Self {
+        let mut list = CpuList::default();
+        for &mpidr in mpidrs {
+            list.push(mpidr);
+        }
+        list
+    }
+
+    fn push(&mut self, mpidr: u64) {
+        if self.len == Self::CAPACITY {
+            self.lost = true;
+        } else {
+            self.mpidrs[self.len] = mpidr;
+            self.len += 1;
+        }
+    }
+
+    /// The MPIDR affinities, in device-tree order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.mpidrs[..self.len]
+    }
+
+    /// Whether CPUs were dropped because the list was full.
+    pub fn is_incomplete(&self) -> bool {
+        self.lost
+    }
+
+    /// The position of the CPU with affinity `mpidr`.
+    pub fn index_of(&self, mpidr: u64) -> Option<usize> {
+        self.as_slice().iter().position(|&m| m == mpidr)
+    }
+}
+
+/// The `reg` of every `device_type = "cpu"` node under `/cpus`.
+fn find_cpus(fdt: &Fdt<'_>) -> CpuList {
+    let mut list = CpuList::default();
+    let Some(cpus) = fdt.find_node("/cpus") else {
+        return list;
+    };
+    let cells = cpus.cell_sizes().address_cells;
+    for node in cpus.children() {
+        if prop_str(node, "device_type") != Some("cpu") {
+            continue;
+        }
+        let Some(reg) = node.property("reg") else {
+            continue;
+        };
+        let mut bytes = reg.value;
+        if let Some(mpidr) = read_cells(&mut bytes, cells) {
+            list.push(mpidr);
+        }
+    }
+    list
+}
+
 /// How SMCCC calls (PSCI, hypercalls) leave the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conduit {
@@ -227,13 +307,13 @@ pub struct Platform<'a> {
     pub pcie: Option<PcieHost>,
     /// The PSCI conduit, from `/psci/method`.
     pub psci: Option<Conduit>,
+    /// The CPUs, from `/cpus`.
+    pub cpus: CpuList,
     /// `/chosen/bootargs`, empty if absent.
     pub bootargs: &'a str,
     /// The initramfs the loader placed: `/chosen/linux,initrd-start` to
     /// `linux,initrd-end`, when both are there and the range is not empty.
     pub initrd: Option<Region>,
-    /// CPU nodes under `/cpus` (`device_type = "cpu"`); 0 without `/cpus`.
-    pub cpus: usize,
     /// Address ranges the device tree assigns to something: `reg` of the
     /// root's children and bus `ranges`. Used to pick an address that is
     /// certainly not assigned.
@@ -417,19 +497,14 @@ impl<'a> Platform<'a> {
         let pcie = fdt
             .find_compatible(&["pci-host-ecam-generic"])
             .and_then(|n| parse_pcie(fdt, n));
-        let cpus = fdt.find_node("/cpus").map_or(0, |n| {
-            n.children()
-                .filter(|c| prop_str(*c, "device_type") == Some("cpu"))
-                .count()
-        });
         Ok(Platform {
             ram,
             uart: find_uart(fdt),
             pcie,
             psci,
+            cpus: find_cpus(fdt),
             bootargs,
             initrd,
-            cpus,
             assigned: assigned_ranges(fdt),
         })
     }
@@ -485,7 +560,7 @@ mod tests {
         assert_eq!(p.uart, Some(Region::new(0x0900_0000, 0x1000)));
         assert_eq!(p.psci, Some(Conduit::Hvc));
         assert_eq!(p.bootargs, "");
-        assert_eq!(p.cpus, 1);
+        assert_eq!(p.cpus.as_slice().len(), 1);
         let pcie = p.pcie.unwrap();
         assert_eq!(pcie.ecam, Region::new(0x40_1000_0000, 0x1000_0000));
         assert_eq!((pcie.bus_start, pcie.bus_end), (0, 255));
@@ -509,11 +584,24 @@ mod tests {
         let fdt = Fdt::new(VIRT_EL2).unwrap();
         let p = Platform::from_fdt(&fdt).unwrap();
         assert_eq!(p.psci, Some(Conduit::Smc));
-        assert_eq!(p.cpus, 2);
+        assert_eq!(p.cpus.as_slice(), &[0, 1]);
         let fdt = Fdt::new(VIRT_V2).unwrap();
         let p = Platform::from_fdt(&fdt).unwrap();
         assert!(p.uart.is_some());
-        assert_eq!(p.cpus, 4);
+        assert_eq!(p.cpus.as_slice().len(), 4);
+    }
+
+    #[test]
+    fn cpus_are_listed_by_mpidr_in_tree_order() {
+        let fdt = Fdt::new(VIRT_V2).unwrap();
+        let cpus = Platform::from_fdt(&fdt).unwrap().cpus;
+        assert_eq!(cpus.as_slice(), &[0, 1, 2, 3]);
+        assert_eq!(cpus.index_of(2), Some(2));
+        assert_eq!(cpus.index_of(4), None);
+        assert!(!cpus.is_incomplete());
+        let many = CpuList::from_mpidrs(&[0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(many.as_slice().len(), CpuList::CAPACITY);
+        assert!(many.is_incomplete());
     }
 
     #[test]

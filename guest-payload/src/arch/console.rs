@@ -2,7 +2,7 @@
 //! (PL011) Technical Reference Manual: UARTDR at 0x00, UARTFR at 0x18).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const UARTDR: u64 = 0x00;
 const UARTFR: u64 = 0x18;
@@ -48,9 +48,49 @@ impl Write for Console {
     }
 }
 
+/// Whether several CPUs may print: then each `println!` holds the line lock,
+/// so lines from different CPUs do not interleave. Off until the first
+/// secondary CPU starts: the lock's exclusives need the MMU on (Normal
+/// memory), and the boot CPU prints before that.
+static SHARED: AtomicBool = AtomicBool::new(false);
+
+/// The slot + 1 of the CPU printing a line, 0 when none is.
+static LINE_OWNER: AtomicU64 = AtomicU64::new(0);
+
+/// How long to wait for another CPU's line before printing anyway, so a CPU
+/// that stopped mid-line garbles output instead of hanging everyone.
+const LOCK_SPINS: u32 = 50_000_000;
+
+/// Makes console output safe for several CPUs (see [`SHARED`]).
+pub fn share() {
+    SHARED.store(true, Ordering::SeqCst);
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
+    if !SHARED.load(Ordering::Relaxed) {
+        let _ = Console.write_fmt(args);
+        return;
+    }
+    let me = super::cpu_index() as u64 + 1;
+    // A CPU that takes an exception while printing prints from the handler:
+    // it already owns the line.
+    let nested = LINE_OWNER.load(Ordering::Relaxed) == me;
+    let mut owned = nested;
+    for _ in 0..if nested { 0 } else { LOCK_SPINS } {
+        if LINE_OWNER
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            owned = true;
+            break;
+        }
+        core::hint::spin_loop();
+    }
     let _ = Console.write_fmt(args);
+    if owned && !nested {
+        LINE_OWNER.store(0, Ordering::Release);
+    }
 }
 
 /// Prints to the guest console, with a newline.

@@ -118,6 +118,7 @@ el1_entry:
     mov     sp, x1
     mov     x29, xzr
     mov     x30, xzr
+    msr     tpidr_el1, xzr          // the boot CPU's slot (arch::cpu_index)
 
     adrp    x1, el1_vectors
     add     x1, x1, :lo12:el1_vectors

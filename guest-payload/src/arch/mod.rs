@@ -23,6 +23,17 @@ pub fn mpidr() -> u64 {
     value
 }
 
+/// This CPU's slot (its position in the device tree's `/cpus` list), which
+/// the entry code keeps in TPIDR_EL1: 0 for the boot CPU, the CPU_ON context
+/// ID's low byte for the others. Indexes per-CPU state (fault probes,
+/// stacks).
+pub fn cpu_index() -> usize {
+    let value: u64;
+    // SAFETY: reading TPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, tpidr_el1", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value as usize
+}
+
 /// The current exception level.
 pub fn current_el() -> u64 {
     let value: u64;

@@ -15,7 +15,9 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::cpu_index;
 use crate::esr::{self, Fault};
+use crate::smp::MAX_CPUS;
 use crate::trap::{vector_slot, TrapFrame, VectorKind};
 
 const DISARMED: u64 = 0;
@@ -30,7 +32,8 @@ pub const EL0_REGS: usize = 8;
 const JMP_SLOTS: usize = 13;
 
 /// Probe state, shared by the probes, the jump-mode assembly (by offset)
-/// and the handler. The guest runs on one CPU with interrupts masked.
+/// and the handler. One per CPU (interrupts stay masked, so a CPU's probe
+/// is only ever touched by that CPU).
 #[repr(C)]
 struct ProbeState {
     armed: AtomicU64,
@@ -42,34 +45,45 @@ struct ProbeState {
     el0_regs: [AtomicU64; EL0_REGS],
 }
 
-static PROBE: ProbeState = ProbeState {
-    armed: AtomicU64::new(DISARMED),
-    faulted: AtomicU64::new(0),
-    esr: AtomicU64::new(0),
-    far: AtomicU64::new(0),
-    elr: AtomicU64::new(0),
-    jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
-    el0_regs: [const { AtomicU64::new(0) }; EL0_REGS],
-};
+static PROBES: [ProbeState; MAX_CPUS] = [const {
+    ProbeState {
+        armed: AtomicU64::new(DISARMED),
+        faulted: AtomicU64::new(0),
+        esr: AtomicU64::new(0),
+        far: AtomicU64::new(0),
+        elr: AtomicU64::new(0),
+        jmp: [const { AtomicU64::new(0) }; JMP_SLOTS],
+        el0_regs: [const { AtomicU64::new(0) }; EL0_REGS],
+    }
+}; MAX_CPUS];
+
+/// The running CPU's probe state.
+fn state() -> &'static ProbeState {
+    // The entry code only ever stores slots below MAX_CPUS; `min` keeps a
+    // corrupted TPIDR_EL1 from indexing out of bounds.
+    &PROBES[cpu_index().min(MAX_CPUS - 1)]
+}
 
 const OFFSET_ARMED: usize = 0;
 const OFFSET_JMP: usize = 40;
 const OFFSET_EL0_REGS: usize = OFFSET_JMP + 8 * JMP_SLOTS;
 
 fn arm(mode: u64) {
-    PROBE.faulted.store(0, Ordering::SeqCst);
-    PROBE.armed.store(mode, Ordering::SeqCst);
+    let probe = state();
+    probe.faulted.store(0, Ordering::SeqCst);
+    probe.armed.store(mode, Ordering::SeqCst);
 }
 
 fn disarm() -> Result<(), Fault> {
-    PROBE.armed.store(DISARMED, Ordering::SeqCst);
-    if PROBE.faulted.swap(0, Ordering::SeqCst) == 0 {
+    let probe = state();
+    probe.armed.store(DISARMED, Ordering::SeqCst);
+    if probe.faulted.swap(0, Ordering::SeqCst) == 0 {
         return Ok(());
     }
     Err(Fault {
-        esr: PROBE.esr.load(Ordering::SeqCst),
-        far: PROBE.far.load(Ordering::SeqCst),
-        elr: PROBE.elr.load(Ordering::SeqCst),
+        esr: probe.esr.load(Ordering::SeqCst),
+        far: probe.far.load(Ordering::SeqCst),
+        elr: probe.elr.load(Ordering::SeqCst),
     })
 }
 
@@ -146,7 +160,7 @@ global_asm!(
     r#"
     .section .text.probe, "ax"
     .global guest_exec_probe
-    // x0 = target, x1 = &PROBE. Saves a recovery point, arms jump mode and
+    // x0 = target, x1 = this CPU's probe state. Saves a recovery point, arms jump mode and
     // branches to the target; returns when the target returns or, after a
     // fault, when the handler resumes at 1:.
 guest_exec_probe:
@@ -177,8 +191,8 @@ global_asm!(
     r#"
     .section .text.probe, "ax"
     .global guest_el0_run
-    // x0 = EL0 entry point, x1 = &PROBE, x2 = SPSR for EL0. Saves a
-    // recovery point, arms EL0 mode, loads r0-r7 from PROBE.el0_regs and
+    // x0 = EL0 entry point, x1 = this CPU's probe state, x2 = SPSR for EL0. Saves a
+    // recovery point, arms EL0 mode, loads r0-r7 from its el0_regs and
     // drops to EL0; the handler comes back to 1: at the first exception the
     // EL0 task takes, with its r0-r7 stored.
 guest_el0_run:
@@ -224,21 +238,22 @@ extern "C" {
 /// task's r0-r7 at that point. The task's code and data must be mapped for
 /// EL0 ([`super::mmu::map_el0_page`]).
 pub fn run_el0(entry: u64, spsr: u64, regs: [u64; EL0_REGS]) -> (Fault, [u64; EL0_REGS]) {
-    for (slot, value) in PROBE.el0_regs.iter().zip(regs) {
+    let probe = state();
+    for (slot, value) in probe.el0_regs.iter().zip(regs) {
         slot.store(value, Ordering::SeqCst);
     }
     arm(DISARMED);
     // SAFETY: guest_el0_run follows the C ABI; the EL0 task cannot touch
     // EL1 state, and its first exception makes the handler restore the
     // callee-saved registers, the stack and the return path saved here.
-    unsafe { guest_el0_run(entry, &PROBE, spsr) };
+    unsafe { guest_el0_run(entry, probe, spsr) };
     let fault = Fault {
-        esr: PROBE.esr.load(Ordering::SeqCst),
-        far: PROBE.far.load(Ordering::SeqCst),
-        elr: PROBE.elr.load(Ordering::SeqCst),
+        esr: probe.esr.load(Ordering::SeqCst),
+        far: probe.far.load(Ordering::SeqCst),
+        elr: probe.elr.load(Ordering::SeqCst),
     };
-    PROBE.faulted.store(0, Ordering::SeqCst);
-    let out = core::array::from_fn(|i| PROBE.el0_regs[i].load(Ordering::SeqCst));
+    probe.faulted.store(0, Ordering::SeqCst);
+    let out = core::array::from_fn(|i| probe.el0_regs[i].load(Ordering::SeqCst));
     (fault, out)
 }
 
@@ -251,7 +266,7 @@ pub fn exec_probe(addr: u64) -> Result<(), Fault> {
     // address that must not be executable. guest_exec_probe follows the C
     // ABI and, on a fault, the handler restores its callee-saved registers,
     // stack pointer and return path from the recovery point it saved.
-    unsafe { guest_exec_probe(addr, &PROBE) };
+    unsafe { guest_exec_probe(addr, state()) };
     disarm()
 }
 
@@ -269,7 +284,8 @@ pub fn on_unexpected(hook: fn()) {
 #[no_mangle]
 extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
     let (group, kind) = vector_slot(slot);
-    let armed = PROBE.armed.swap(DISARMED, Ordering::SeqCst);
+    let probe = state();
+    let armed = probe.armed.swap(DISARMED, Ordering::SeqCst);
     let fault = Fault {
         esr: frame.esr,
         far: frame.far,
@@ -278,11 +294,11 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
     // Groups 2 and 3 are EL0 (AArch64, AArch32): the task `run_el0` started
     // is done at its first exception, whatever it is.
     if armed == ARMED_EL0 && group >= 2 {
-        record(&fault);
-        for (slot, value) in PROBE.el0_regs.iter().zip(frame.x) {
+        record(probe, &fault);
+        for (slot, value) in probe.el0_regs.iter().zip(frame.x) {
             slot.store(value, Ordering::SeqCst);
         }
-        let jmp: [u64; JMP_SLOTS] = core::array::from_fn(|i| PROBE.jmp[i].load(Ordering::SeqCst));
+        let jmp: [u64; JMP_SLOTS] = core::array::from_fn(|i| probe.jmp[i].load(Ordering::SeqCst));
         frame.x[19..31].copy_from_slice(&jmp[..12]);
         frame.elr = jmp[11];
         frame.sp_el0 = jmp[12];
@@ -296,16 +312,16 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
         let ec = fault.ec();
         let unskippable = matches!(ec, esr::ec::IABT_CURRENT | esr::ec::PC_ALIGNMENT);
         if armed == ARMED_JUMP && group == 0 {
-            record(&fault);
+            record(probe, &fault);
             let jmp: [u64; JMP_SLOTS] =
-                core::array::from_fn(|i| PROBE.jmp[i].load(Ordering::SeqCst));
+                core::array::from_fn(|i| probe.jmp[i].load(Ordering::SeqCst));
             frame.x[19..31].copy_from_slice(&jmp[..12]);
             frame.elr = jmp[11];
             frame.sp_el0 = jmp[12];
             return;
         }
         if armed == ARMED_SKIP && !unskippable {
-            record(&fault);
+            record(probe, &fault);
             frame.elr += 4;
             return;
         }
@@ -337,11 +353,11 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, slot: u64) {
     super::firmware::fail()
 }
 
-fn record(fault: &Fault) {
-    PROBE.esr.store(fault.esr, Ordering::SeqCst);
-    PROBE.far.store(fault.far, Ordering::SeqCst);
-    PROBE.elr.store(fault.elr, Ordering::SeqCst);
-    PROBE.faulted.store(1, Ordering::SeqCst);
+fn record(probe: &ProbeState, fault: &Fault) {
+    probe.esr.store(fault.esr, Ordering::SeqCst);
+    probe.far.store(fault.far, Ordering::SeqCst);
+    probe.elr.store(fault.elr, Ordering::SeqCst);
+    probe.faulted.store(1, Ordering::SeqCst);
 }
 
 const _: () = assert!(core::mem::offset_of!(ProbeState, armed) == OFFSET_ARMED);

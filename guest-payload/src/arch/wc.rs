@@ -250,7 +250,10 @@ pub fn run(platform: &Platform<'_>, hypervisor: Hypervisor, which: WcBars) -> bo
             0
         }
         Some(host) => {
-            let probe = ProbeUse::new(cmdline::wc_unaligned(platform.bootargs), platform.cpus);
+            let probe = ProbeUse::new(
+                cmdline::wc_unaligned(platform.bootargs),
+                platform.cpus.as_slice().len(),
+            );
             println!("WC unaligned probe: {probe}");
             run_on(&host, hypervisor, which, probe, &mut fail)
         }
