@@ -184,6 +184,11 @@ impl Stage2Query for VmQuery<'_> {
 
     fn fault_in(&self, ipa: Ipa) -> bool {
         let vm = self.0;
+        // Every emulated MMIO access is a translation fault too: decide
+        // that it is not RAM without taking the lock.
+        if !vm.ram.contains(ipa) {
+            return false;
+        }
         let mut blocks = vm.ram_blocks.lock();
         let Some((i, _)) = blocks.block(ipa) else {
             return false;
@@ -225,11 +230,12 @@ impl Stage2Query for VmQuery<'_> {
             ((routing_id >> 3) & 31) as u8,
             (routing_id & 7) as u8,
         )?;
-        let host = pci.bus.lock().host_bdf(guest)?;
+        // The virtual bus's lock, held to the end, keeps these reads from
+        // racing with its writes.
+        let vbus = pci.bus.lock();
+        let host = vbus.host_bdf(guest)?;
         let device = pci.devices.iter().find(|d| d.host_bdf == host)?;
         let (b, _) = device.bars.get(usize::from(bar))?.as_ref()?;
-        // The virtual bus's lock keeps these reads from racing with its writes.
-        let _guard = pci.bus.lock();
         // SAFETY: the window is mapped; these reads of the device's BAR
         // registers have no side effects.
         let mut phys = unsafe { HostFunctionConfig::new(&pci.ecam, host) };
@@ -280,7 +286,8 @@ mod end_code {
 
 /// A VM ready to run: what its vCPUs share.
 pub struct Vm {
-    /// Host memory behind guest RAM.
+    /// Guest RAM, and the host memory behind it.
+    ram: IpaRange,
     ram_pa: PhysAddr,
     /// Which RAM blocks are in stage 2; taken before `stage2` when both are.
     ram_blocks: Mutex<RamBlocks>,
@@ -575,6 +582,7 @@ impl Vm {
             .collect();
         let vttbr = stage2.vttbr();
         let mut vm = Box::new(Self {
+            ram: config.ram,
             ram_pa: ram_pa.start(),
             ram_blocks: Mutex::new(blocks),
             clean_to_poc,
